@@ -1,0 +1,432 @@
+"""The Tycho model: what an application *is*, independent of Kubernetes' own object shapes.
+
+A :class:`System` is one launchable application: a few containers sharing a network namespace,
+one of which serves HTTP on one port, plus the volumes and the (non-root) identity they run as.
+The model is deliberately smaller than a Pod spec: what it cannot express, a site sets through
+KubeSpawner's own settings or an overridden template, so the catalog stays readable.
+
+Everything here is pure and immutable: parsing is ``System.from_dict(data, path)`` and every
+error names the exact dotted path of the bad value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping, Optional
+
+from .errors import SpecError
+
+# Kubernetes quantity: a decimal number with an optional binary (Ki..Ei) or decimal (n..E)
+# suffix or an exponent. Signs are not accepted: no limit or request is negative.
+_QUANTITY_RE = re.compile(
+    r"^(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
+
+# RFC 1123 label (container, port, volume names) and C identifier (env var names).
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+AUTH_MODES = ("jupyter", "gate")
+
+
+def parse_quantity(value: Any, path: str) -> Decimal:
+    """Return the numeric value of a Kubernetes quantity, or raise naming ``path``.
+
+    Numbers from YAML (``memory: 2``) are accepted as their string form, as kubectl does.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SpecError(path, f"{value!r} is not a Kubernetes quantity")
+    text = str(value)
+    match = _QUANTITY_RE.match(text)
+    if not match:
+        raise SpecError(path, f"{text!r} is not a Kubernetes quantity")
+    try:
+        number = Decimal(match["num"])
+    except InvalidOperation:  # pragma: no cover - the regex admits only decimals
+        raise SpecError(path, f"{text!r} is not a Kubernetes quantity") from None
+    suffix = match["suffix"] or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number * _DECIMAL[suffix]
+    return number * (Decimal(10) ** int(suffix[1:]))
+
+
+def _check_keys(data: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> Mapping:
+    if not isinstance(data, Mapping):
+        raise SpecError(path, f"expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str) or key not in allowed:
+            raise SpecError(f"{path}.{key}", f"unknown key (expected one of: {', '.join(allowed)})")
+    for key in required:
+        if key not in data or data[key] is None:
+            raise SpecError(f"{path}.{key}", "is required")
+    return data
+
+
+def _str(value: Any, path: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not allow_empty and not value):
+        raise SpecError(path, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _str_list(value: Any, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(path, f"expected a list of strings, got {type(value).__name__}")
+    return tuple(_str(v, f"{path}[{i}]", allow_empty=True) for i, v in enumerate(value))
+
+
+def _int(value: Any, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(path, f"expected an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _port(value: Any, path: str) -> int:
+    return _int(value, path, 1, 65535)
+
+
+def _dns_label(value: Any, path: str) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL_RE.match(value):
+        raise SpecError(path, f"{value!r} is not a valid name (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Compute resources, as Kubernetes quantities (strings kept as the admin wrote them)."""
+
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    gpus: int = 0
+    ephemeral_storage: Optional[str] = None
+
+    FIELDS = ("cpu", "memory", "gpus", "ephemeral_storage")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "Limits":
+        if data is None:
+            return cls()
+        _check_keys(data, path, cls.FIELDS)
+        values: dict[str, Any] = {}
+        for key in ("cpu", "memory", "ephemeral_storage"):
+            if data.get(key) is not None:
+                parse_quantity(data[key], f"{path}.{key}")
+                values[key] = str(data[key])
+        if data.get("gpus") is not None:
+            values["gpus"] = _int(data["gpus"], f"{path}.gpus", 0, 64)
+        return cls(**values)
+
+    def as_resources(self) -> dict[str, str]:
+        """The Kubernetes ``resources.limits`` / ``requests`` mapping for these values."""
+        out: dict[str, str] = {}
+        if self.cpu is not None:
+            out["cpu"] = self.cpu
+        if self.memory is not None:
+            out["memory"] = self.memory
+        if self.ephemeral_storage is not None:
+            out["ephemeral-storage"] = self.ephemeral_storage
+        if self.gpus:
+            out["nvidia.com/gpu"] = str(self.gpus)
+        return out
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How Kubernetes decides the app is ready: an HTTP GET (``http`` path) or a TCP connect."""
+
+    port: int
+    http_path: Optional[str] = None
+    initial_delay_seconds: int = 0
+    period_seconds: int = 2
+    failure_threshold: int = 3
+
+    FIELDS = ("http", "tcp", "port", "initial_delay_seconds", "period_seconds", "failure_threshold")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str, default_port: Optional[int]) -> Optional["Probe"]:
+        if data is None:
+            return None
+        _check_keys(data, path, cls.FIELDS)
+        http = data.get("http")
+        tcp = data.get("tcp")
+        if (http is None) == (tcp is None):
+            raise SpecError(path, "give exactly one of 'http' (a path) or 'tcp: true'")
+        if http is not None:
+            http = _str(http, f"{path}.http")
+            if not http.startswith("/"):
+                raise SpecError(f"{path}.http", f"{http!r} must start with '/'")
+        elif tcp is not True:
+            raise SpecError(f"{path}.tcp", "must be true")
+        port = data.get("port", default_port)
+        if port is None:
+            raise SpecError(f"{path}.port", "is required (the container has no single port)")
+        return cls(
+            port=_port(port, f"{path}.port"),
+            http_path=http,
+            initial_delay_seconds=_int(data.get("initial_delay_seconds", 0), f"{path}.initial_delay_seconds", 0, 3600),
+            period_seconds=_int(data.get("period_seconds", 2), f"{path}.period_seconds", 1, 3600),
+            failure_threshold=_int(data.get("failure_threshold", 3), f"{path}.failure_threshold", 1, 1000),
+        )
+
+
+@dataclass(frozen=True)
+class Container:
+    """One process image of the application. ``env`` and ``ports`` are ordered name/value pairs."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[tuple[str, int], ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    requests: Limits = field(default_factory=Limits)
+    readiness: Optional[Probe] = None
+    working_dir: Optional[str] = None
+    mounts: tuple[tuple[str, str], ...] = ()
+
+    FIELDS = (
+        "image", "command", "args", "env", "ports", "limits", "requests",
+        "readiness", "working_dir", "mounts",
+    )
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any, path: str) -> "Container":
+        _dns_label(name, path)
+        _check_keys(data, path, cls.FIELDS, required=("image",))
+        image = _str(data["image"], f"{path}.image")
+        if any(c.isspace() for c in image):
+            raise SpecError(f"{path}.image", f"{image!r} is not an image reference")
+
+        env_data = data.get("env") or {}
+        _check_mapping(env_data, f"{path}.env")
+        env = []
+        for key, value in env_data.items():
+            if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+                raise SpecError(f"{path}.env.{key}", "is not a valid environment variable name")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise SpecError(f"{path}.env.{key}", f"expected a string, got {value!r}")
+            env.append((key, str(value)))
+
+        ports_data = data.get("ports") or {}
+        _check_mapping(ports_data, f"{path}.ports")
+        ports = []
+        for port_name, number in ports_data.items():
+            _dns_label(port_name, f"{path}.ports.{port_name}")
+            if len(port_name) > 15:
+                raise SpecError(f"{path}.ports.{port_name}", "port names are at most 15 characters")
+            ports.append((port_name, _port(number, f"{path}.ports.{port_name}")))
+
+        mounts_data = data.get("mounts") or {}
+        _check_mapping(mounts_data, f"{path}.mounts")
+        mounts = []
+        for volume, mount_path in mounts_data.items():
+            _dns_label(volume, f"{path}.mounts.{volume}")
+            mount_path = _str(mount_path, f"{path}.mounts.{volume}")
+            if not mount_path.startswith("/"):
+                raise SpecError(f"{path}.mounts.{volume}", f"{mount_path!r} must be an absolute path")
+            mounts.append((volume, mount_path))
+
+        limits = Limits.from_dict(data.get("limits"), f"{path}.limits")
+        requests = Limits.from_dict(data.get("requests"), f"{path}.requests")
+        for key in ("cpu", "memory", "ephemeral_storage"):
+            low, high = getattr(requests, key), getattr(limits, key)
+            if low is not None and high is not None and parse_quantity(low, "") > parse_quantity(high, ""):
+                raise SpecError(f"{path}.requests.{key}", f"{low} is more than the limit {high}")
+
+        working_dir = data.get("working_dir")
+        if working_dir is not None:
+            working_dir = _str(working_dir, f"{path}.working_dir")
+            if not working_dir.startswith("/"):
+                raise SpecError(f"{path}.working_dir", f"{working_dir!r} must be an absolute path")
+
+        return cls(
+            name=name,
+            image=image,
+            command=_str_list(data.get("command"), f"{path}.command"),
+            args=_str_list(data.get("args"), f"{path}.args"),
+            env=tuple(env),
+            ports=tuple(ports),
+            limits=limits,
+            requests=requests,
+            readiness=Probe.from_dict(
+                data.get("readiness"), f"{path}.readiness", ports[0][1] if len(ports) == 1 else None
+            ),
+            working_dir=working_dir,
+            mounts=tuple(mounts),
+        )
+
+
+@dataclass(frozen=True)
+class Volume:
+    """Scratch space shared by a System's containers (an ``emptyDir``), gone with the pod."""
+
+    name: str
+    size_limit: Optional[str] = None
+    memory: bool = False
+
+    FIELDS = ("size_limit", "memory")
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any, path: str) -> "Volume":
+        _dns_label(name, path)
+        data = {} if data is None else data
+        _check_keys(data, path, cls.FIELDS)
+        size = data.get("size_limit")
+        if size is not None:
+            parse_quantity(size, f"{path}.size_limit")
+            size = str(size)
+        memory = data.get("memory", False)
+        if not isinstance(memory, bool):
+            raise SpecError(f"{path}.memory", "must be true or false")
+        return cls(name=name, size_limit=size, memory=memory)
+
+
+@dataclass(frozen=True)
+class Security:
+    """The identity the app runs as. Root is refused: a catalog app never needs it."""
+
+    run_as_user: int = 1000
+    run_as_group: int = 100
+    fs_group: Optional[int] = 100
+
+    FIELDS = ("run_as_user", "run_as_group", "fs_group")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "Security":
+        if data is None:
+            return cls()
+        _check_keys(data, path, cls.FIELDS)
+        user = _int(data.get("run_as_user", 1000), f"{path}.run_as_user", 0, 2**31 - 1)
+        if user == 0:
+            raise SpecError(f"{path}.run_as_user", "apps run as non-root: 0 is not allowed")
+        fs_group = data.get("fs_group", 100)
+        return cls(
+            run_as_user=user,
+            run_as_group=_int(data.get("run_as_group", 100), f"{path}.run_as_group", 0, 2**31 - 1),
+            fs_group=None if fs_group is None else _int(fs_group, f"{path}.fs_group", 0, 2**31 - 1),
+        )
+
+
+@dataclass(frozen=True)
+class Serve:
+    """Which container answers HTTP for the user, and on which port (inside the pod)."""
+
+    container: str
+    port: int
+
+
+@dataclass(frozen=True)
+class System:
+    """One launchable application.
+
+    ``auth`` says who checks that a request comes from the server's owner: ``jupyter`` (the app
+    does the hub's OAuth itself) or ``gate`` (tycho-gate sits in front; the app sees no token).
+    """
+
+    name: str
+    containers: tuple[Container, ...]
+    serve: Serve
+    auth: str = "jupyter"
+    volumes: tuple[Volume, ...] = ()
+    security: Security = field(default_factory=Security)
+
+    FIELDS = ("containers", "serve", "auth", "volumes", "security")
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any, path: str) -> "System":
+        _check_keys(data, path, cls.FIELDS, required=("containers", "serve"))
+        containers_data = data["containers"]
+        _check_mapping(containers_data, f"{path}.containers")
+        if not containers_data:
+            raise SpecError(f"{path}.containers", "needs at least one container")
+        containers = tuple(
+            Container.from_dict(cname, cdata, f"{path}.containers.{cname}")
+            for cname, cdata in containers_data.items()
+        )
+        by_name = {c.name: c for c in containers}
+
+        serve_data = _check_keys(data["serve"], f"{path}.serve", ("container", "port"), required=("container", "port"))
+        serve = Serve(
+            container=_str(serve_data["container"], f"{path}.serve.container"),
+            port=_port(serve_data["port"], f"{path}.serve.port"),
+        )
+        if serve.container not in by_name:
+            raise SpecError(
+                f"{path}.serve.container",
+                f"{serve.container!r} is not one of the containers ({', '.join(by_name)})",
+            )
+        if serve.port not in dict(by_name[serve.container].ports).values():
+            raise SpecError(
+                f"{path}.serve.port",
+                f"{serve.port} is not a port of container {serve.container!r}",
+            )
+
+        auth = data.get("auth", "jupyter")
+        if auth not in AUTH_MODES:
+            raise SpecError(f"{path}.auth", f"{auth!r} is not one of: {', '.join(AUTH_MODES)}")
+
+        volumes_data = data.get("volumes") or {}
+        _check_mapping(volumes_data, f"{path}.volumes")
+        volumes = tuple(
+            Volume.from_dict(vname, vdata, f"{path}.volumes.{vname}") for vname, vdata in volumes_data.items()
+        )
+        volume_names = {v.name for v in volumes}
+        for container in containers:
+            for volume, _ in container.mounts:
+                if volume not in volume_names:
+                    raise SpecError(
+                        f"{path}.containers.{container.name}.mounts.{volume}", "no such volume in this system"
+                    )
+
+        seen_ports: dict[int, str] = {}
+        for container in containers:
+            for port_name, number in container.ports:
+                if number in seen_ports:
+                    raise SpecError(
+                        f"{path}.containers.{container.name}.ports.{port_name}",
+                        f"port {number} is already used by container {seen_ports[number]!r} (containers share the pod's network)",
+                    )
+                seen_ports[number] = container.name
+
+        return cls(
+            name=name,
+            containers=containers,
+            serve=serve,
+            auth=auth,
+            volumes=volumes,
+            security=Security.from_dict(data.get("security"), f"{path}.security"),
+        )
+
+    def container(self, name: str) -> Container:
+        for container in self.containers:
+            if container.name == name:
+                return container
+        raise KeyError(name)
+
+    @property
+    def served(self) -> Container:
+        return self.container(self.serve.container)
+
+
+def _check_mapping(value: Any, path: str) -> None:
+    if not isinstance(value, Mapping):
+        raise SpecError(path, f"expected a mapping (keyed by name), got {type(value).__name__}")

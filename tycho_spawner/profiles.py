@@ -1,0 +1,351 @@
+"""The catalog: the applications a site offers, and how a user's choice becomes a System.
+
+The catalog is a keyed map (``{profile_key: profile}``) rather than a list, because Helm and
+traitlets merge maps key by key: an admin adds, overrides or disables one entry from a second
+values file without restating the others. Choices work the same way: each option names a few
+``set`` patches (dotted paths into the profile's System description), written by the admin.
+A user only ever picks option *keys*; no user-typed value reaches a System, which is what makes
+the whole options path safe to expose on a form and over the REST API.
+
+Pure: no files, no environment. :func:`parse_catalog` checks every profile and every option once
+(so a broken entry stops the hub at start, naming the key) and :meth:`Catalog.select` turns user
+options into a :class:`Selection`, raising :class:`OptionsError` for anything not offered.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from .errors import CatalogError, OptionsError, SpecError
+from .model import System
+
+_KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PROFILE_FIELDS = ("display_name", "description", "order", "default", "disabled", "choices", "system")
+CHOICE_FIELDS = ("display_name", "default", "options")
+OPTION_FIELDS = ("display_name", "description", "set")
+
+
+def merge(base: Any, override: Any) -> Any:
+    """Deep-merge ``override`` onto ``base`` the way Helm merges values files.
+
+    Mappings merge key by key; anything else is replaced; a ``None`` value removes the key.
+    Neither argument is modified.
+    """
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        out = {k: copy.deepcopy(v) for k, v in base.items()}
+        for key, value in override.items():
+            if value is None:
+                out.pop(key, None)
+            elif key in out:
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
+
+
+def _key(value: Any, path: str) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not _KEY_RE.match(value):
+        raise CatalogError(path, f"{value!r} is not a valid key (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def _text(data: Mapping, key: str, path: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise CatalogError(f"{path}.{key}", f"expected a string, got {value!r}")
+    return value
+
+
+def _fields(data: Any, path: str, allowed: tuple[str, ...]) -> Mapping:
+    if not isinstance(data, Mapping):
+        raise CatalogError(path, f"expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            raise CatalogError(f"{path}.{key}", f"unknown key (expected one of: {', '.join(allowed)})")
+    return data
+
+
+def _apply_patches(spec: dict, patches: tuple[tuple[str, Any], ...]) -> dict:
+    out = copy.deepcopy(spec)
+    for dotted, value in patches:
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if value is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """One offered value of a choice; ``patches`` are the admin's ``set`` entries."""
+
+    key: str
+    display_name: str
+    description: str
+    patches_json: str  # JSON of a list of [dotted.path, value]: immutable, and values stay admin-written
+
+    @property
+    def patches(self) -> tuple[tuple[str, Any], ...]:
+        return tuple((p, v) for p, v in json.loads(self.patches_json))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A variant the user may pick for a profile (image tag, size, UI), with its default."""
+
+    key: str
+    display_name: str
+    default: str
+    options: tuple[Option, ...]
+
+    def option(self, key: str) -> Optional[Option]:
+        for option in self.options:
+            if option.key == key:
+                return option
+        return None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One catalog entry: how it is shown, the System it launches, the choices it offers."""
+
+    key: str
+    display_name: str
+    description: str
+    order: int
+    default: bool
+    choices: tuple[Choice, ...]
+    system_json: str  # the System description before choices, as JSON (immutable)
+
+    def choice(self, key: str) -> Optional[Choice]:
+        for choice in self.choices:
+            if choice.key == key:
+                return choice
+        return None
+
+    def default_choices(self) -> dict[str, str]:
+        return {c.key: c.default for c in self.choices}
+
+    def system(self, choices: Mapping[str, str], path: Optional[str] = None) -> System:
+        """The System for a full set of already-validated choice keys."""
+        spec = json.loads(self.system_json)
+        for choice in self.choices:
+            option = choice.option(choices[choice.key])
+            assert option is not None, (choice.key, choices[choice.key])
+            spec = _apply_patches(spec, option.patches)
+        return System.from_dict(self.key, spec, path or self.key)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A validated user choice: the profile and one option key for each of its choices."""
+
+    profile: Profile
+    choices: tuple[tuple[str, str], ...]
+
+    def system(self) -> System:
+        return self.profile.system(dict(self.choices))
+
+    def as_user_options(self) -> dict:
+        """The canonical ``user_options`` (stored by the hub, shown in the admin panel)."""
+        return {"profile": self.profile.key, "choices": dict(self.choices)}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The parsed, validated catalog, ordered for display."""
+
+    profiles: tuple[Profile, ...]
+
+    def get(self, key: str) -> Optional[Profile]:
+        for profile in self.profiles:
+            if profile.key == key:
+                return profile
+        return None
+
+    @property
+    def default_profile(self) -> Profile:
+        for profile in self.profiles:
+            if profile.default:
+                return profile
+        return self.profiles[0]
+
+    def select(self, user_options: Any) -> Selection:
+        """Validate user options (from the form or the REST API) into a Selection.
+
+        Accepted shape: ``{"profile": KEY, "choices": {CHOICE: OPTION}}``; both keys optional
+        (an empty dict means the default profile with its defaults). Anything else, including
+        any extra key, is refused: options are never silently ignored.
+        """
+        if user_options is None:
+            user_options = {}
+        if not isinstance(user_options, Mapping):
+            raise OptionsError("user options must be a JSON object")
+        extra = sorted(str(k) for k in user_options if k not in ("profile", "choices"))
+        if extra:
+            raise OptionsError(
+                f"unknown option {extra[0]!r}: only 'profile' and 'choices' are accepted"
+            )
+        key = user_options.get("profile") or self.default_profile.key
+        if not isinstance(key, str):
+            raise OptionsError("'profile' must be a string")
+        profile = self.get(key)
+        if profile is None:
+            offered = ", ".join(p.key for p in self.profiles)
+            raise OptionsError(f"unknown application {key!r}; offered: {offered}")
+        requested = user_options.get("choices") or {}
+        if not isinstance(requested, Mapping):
+            raise OptionsError("'choices' must be a JSON object")
+        chosen = profile.default_choices()
+        for name, value in requested.items():
+            choice = profile.choice(name) if isinstance(name, str) else None
+            if choice is None:
+                offered = ", ".join(c.key for c in profile.choices) or "none"
+                raise OptionsError(f"{profile.display_name} has no choice {name!r} (choices: {offered})")
+            if not isinstance(value, str) or choice.option(value) is None:
+                offered = ", ".join(o.key for o in choice.options)
+                raise OptionsError(
+                    f"{value!r} is not offered for {choice.display_name} of {profile.display_name} (offered: {offered})"
+                )
+            chosen[name] = value
+        return Selection(profile=profile, choices=tuple((c.key, chosen[c.key]) for c in profile.choices))
+
+    def options_from_form(self, formdata: Mapping[str, list]) -> dict:
+        """Turn the spawn form's fields into canonical user options.
+
+        The form posts ``profile`` and one ``<profile>.<choice>`` field per choice of every card.
+        Every field must be one the form could have sent with a value it offered; the selected
+        profile's choices become the options, the other cards' fields are checked and dropped.
+        """
+        profile_values = formdata.get("profile")
+        if not profile_values or len(profile_values) != 1:
+            raise OptionsError("choose exactly one application")
+        selected = profile_values[0]
+        choices: dict[str, str] = {}
+        for field_name, values in formdata.items():
+            if field_name == "profile":
+                continue
+            profile_key, _, choice_key = str(field_name).partition(".")
+            profile = self.get(profile_key)
+            choice = profile.choice(choice_key) if profile else None
+            if choice is None:
+                raise OptionsError(f"unexpected form field {field_name!r}")
+            if len(values) != 1 or not isinstance(values[0], str) or choice.option(values[0]) is None:
+                raise OptionsError(f"{values!r} is not offered for {choice.display_name} of {profile.display_name}")
+            if profile_key == selected:
+                choices[choice_key] = values[0]
+        return self.select({"profile": selected, "choices": choices}).as_user_options()
+
+
+def parse_catalog(data: Any, path: str = "catalog") -> Catalog:
+    """Parse and fully validate a catalog mapping (already merged from all its sources)."""
+    if not isinstance(data, Mapping):
+        raise CatalogError(path, f"expected a mapping of profiles, got {type(data).__name__}")
+    profiles = []
+    for key, entry in data.items():
+        ppath = f"{path}.{key}"
+        _key(key, ppath)
+        _fields(entry, ppath, PROFILE_FIELDS)
+        disabled = entry.get("disabled", False)
+        if not isinstance(disabled, bool):
+            raise CatalogError(f"{ppath}.disabled", "must be true or false")
+        if disabled:
+            continue
+        profiles.append(_parse_profile(key, entry, ppath))
+    if not profiles:
+        raise CatalogError(path, "offers no application (every profile is disabled or the catalog is empty)")
+    defaults = [p.key for p in profiles if p.default]
+    if len(defaults) > 1:
+        raise CatalogError(path, f"more than one profile is marked default: {', '.join(defaults)}")
+    profiles.sort(key=lambda p: (p.order, p.key))
+    return Catalog(profiles=tuple(profiles))
+
+
+def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
+    order = entry.get("order", 100)
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise CatalogError(f"{path}.order", f"expected an integer, got {order!r}")
+    default = entry.get("default", False)
+    if not isinstance(default, bool):
+        raise CatalogError(f"{path}.default", "must be true or false")
+    system = entry.get("system")
+    if not isinstance(system, Mapping):
+        raise CatalogError(f"{path}.system", "is required: the application's containers and served port")
+    choices_data = entry.get("choices") or {}
+    if not isinstance(choices_data, Mapping):
+        raise CatalogError(f"{path}.choices", f"expected a mapping of choices, got {type(choices_data).__name__}")
+    choices = tuple(_parse_choice(ck, cv, f"{path}.choices.{ck}") for ck, cv in choices_data.items())
+    profile = Profile(
+        key=key,
+        display_name=_text(entry, "display_name", path, key),
+        description=_text(entry, "description", path, ""),
+        order=order,
+        default=default,
+        choices=choices,
+        system_json=json.dumps(system, sort_keys=False),
+    )
+    # Validate the defaults, then each option on top of the defaults, so that every
+    # System a user can reach through one choice is known to parse.
+    _checked_system(profile, profile.default_choices(), path, path)
+    for choice in choices:
+        for option in choice.options:
+            picked = dict(profile.default_choices(), **{choice.key: option.key})
+            _checked_system(profile, picked, f"{path}.choices.{choice.key}.options.{option.key}", path)
+    return profile
+
+
+def _checked_system(profile: Profile, choices: dict, where: str, system_path: str) -> None:
+    try:
+        profile.system(choices, path=f"{system_path}.system")
+    except SpecError as err:
+        if where == system_path:
+            raise CatalogError(err.path, err.message) from None
+        raise CatalogError(where, f"with this option, {err.path}: {err.message}") from None
+
+
+def _parse_choice(key: Any, data: Any, path: str) -> Choice:
+    _key(key, path)
+    _fields(data, path, CHOICE_FIELDS)
+    options_data = data.get("options")
+    if not isinstance(options_data, Mapping) or not options_data:
+        raise CatalogError(f"{path}.options", "needs at least one option (a mapping keyed by option)")
+    options = []
+    for okey, odata in options_data.items():
+        opath = f"{path}.options.{okey}"
+        _key(okey, opath)
+        odata = {} if odata is None else odata
+        _fields(odata, opath, OPTION_FIELDS)
+        patches = odata.get("set") or {}
+        if not isinstance(patches, Mapping):
+            raise CatalogError(f"{opath}.set", "expected a mapping of dotted.path: value")
+        for dotted in patches:
+            if not isinstance(dotted, str) or not all(part for part in dotted.split(".")):
+                raise CatalogError(f"{opath}.set", f"{dotted!r} is not a dotted path")
+        options.append(
+            Option(
+                key=okey,
+                display_name=_text(odata, "display_name", opath, okey),
+                description=_text(odata, "description", opath, ""),
+                patches_json=json.dumps([[k, v] for k, v in patches.items()]),
+            )
+        )
+    default = data.get("default", options[0].key)
+    if not isinstance(default, str) or default not in {o.key for o in options}:
+        raise CatalogError(f"{path}.default", f"{default!r} is not one of the options")
+    return Choice(
+        key=key,
+        display_name=_text(data, "display_name", path, key),
+        default=default,
+        options=tuple(options),
+    )
