@@ -295,8 +295,13 @@ def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
         choices=choices,
         system_json=json.dumps(system, sort_keys=False),
     )
-    # Validate the defaults, then each option on top of the defaults, so that every
-    # System a user can reach through one choice is known to parse.
+    # Validate the description as written (a bad value must not hide behind an option that
+    # happens to replace it), then the defaults, then each option on top of the defaults, so
+    # that every System a user can reach through one choice is known to parse.
+    try:
+        System.from_dict(key, system, f"{path}.system")
+    except SpecError as err:
+        raise CatalogError(err.path, err.message) from None
     _checked_system(profile, profile.default_choices(), path, path)
     for choice in choices:
         for option in choice.options:

@@ -50,7 +50,9 @@ class Server:
     """Where and for whom a System is rendered; supplied by the edge (spawner or CLI).
 
     ``hub_env`` is the hub's ``JUPYTERHUB_*`` environment: it goes to exactly one container,
-    the one that authenticates requests (Jupyter itself or the gate).
+    the one that authenticates requests (Jupyter itself or the gate). ``app_env`` is the site's
+    own environment (``KubeSpawner.environment``, ``MEM_LIMIT``...) for the served app.
+    Precedence, lowest first: ``app_env``, the System's env, ``hub_env``.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Server:
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     hub_env: tuple[tuple[str, str], ...] = ()
+    app_env: tuple[tuple[str, str], ...] = ()
     ingress_from: tuple[tuple[tuple[str, str], ...], ...] = (
         (("component", "hub"),),
         (("component", "proxy"),),
@@ -166,13 +169,11 @@ def _plan(system: System, server: Server) -> tuple[list[dict], int]:
             (SERVER_PORT_NAME if (container.name == auth_name and number == public_port) else name, number)
             for name, number in container.ports
         ]
-        planned.append(
-            {
-                "spec": container,
-                "ports": ports,
-                "env": list(container.env) + (list(server.hub_env) if container.name == auth_name else []),
-            }
-        )
+        env = dict(server.app_env) if container.name == system.serve.container else {}
+        env.update(container.env)
+        if container.name == auth_name:
+            env.update(server.hub_env)
+        planned.append({"spec": container, "ports": ports, "env": list(env.items())})
     return planned, public_port
 
 

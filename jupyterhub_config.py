@@ -1,0 +1,68 @@
+# A working JupyterHub configuration with TychoSpawner.
+#
+#   jupyterhub -f jupyterhub_config.py
+#
+# runs a hub on this machine that launches catalog applications as pods through the current
+# kube context (minikube, or the local test bed: `bin/stage hub up` sets the variables below).
+# In a cluster, the helm chart in helm/ writes its own config; this file is for a laptop.
+#
+# Settings that differ between machines come from environment variables, so the same file
+# serves minikube, the test bed and a quick try-out:
+#
+#   TYCHO_NAMESPACE         namespace for user pods                (default: "default")
+#   TYCHO_HUB_IP            address the hub's API listens on       (default: 0.0.0.0)
+#   TYCHO_HUB_CONNECT_URL   how pods reach the hub's API           (default: http://<hub ip>:8081)
+#   TYCHO_CATALOG_FILES     extra catalog YAML files, ':'-separated (default: none)
+#   TYCHO_DATA_DIR          where the hub keeps its database and cookie secret (default: .)
+import os
+
+from tycho_spawner import TychoSpawner
+
+c = get_config()  # noqa: F821 (defined by JupyterHub when it loads this file)
+
+env = os.environ.get
+data_dir = env("TYCHO_DATA_DIR", ".")
+
+# --- The spawner ---------------------------------------------------------------------------
+c.JupyterHub.spawner_class = TychoSpawner
+# The namespace user servers run in; the hub's kube credentials need the Role from the chart
+# there (pods, services, networkpolicies, events). See README, "Permissions".
+c.TychoSpawner.namespace = env("TYCHO_NAMESPACE", "default")
+# Extra catalog files merged over the built-in catalog (add, override, or disable entries).
+c.TychoSpawner.catalog_files = [p for p in env("TYCHO_CATALOG_FILES", "").split(":") if p]
+# Small catalog changes can also live right here; for example, to remove nginx:
+# c.TychoSpawner.catalog = {"nginx": {"disabled": True}}
+#
+# Pods pull images on their first start; give slow first pulls time, but a pod that can
+# never start (bad image, quota, unschedulable) fails within seconds anyway.
+c.TychoSpawner.start_timeout = 600
+# Servers are reached by pod IP; the proxy must be able to route to pod IPs (true inside the
+# cluster and on the test bed; for minikube on a laptop see the README's minikube section).
+c.TychoSpawner.http_timeout = 120
+
+# --- Where the hub listens -----------------------------------------------------------------
+# Pods live in their own network namespace: the hub's 127.0.0.1 is not theirs. The hub API
+# must listen on an address pods can reach, and pods are told that address.
+hub_ip = env("TYCHO_HUB_IP", "0.0.0.0")
+c.JupyterHub.hub_bind_url = f"http://{hub_ip}:8081"
+c.JupyterHub.hub_connect_url = env("TYCHO_HUB_CONNECT_URL", f"http://{hub_ip}:8081")
+# The public URL people open: the proxy, on this machine only.
+c.JupyterHub.bind_url = env("TYCHO_BIND_URL", "http://127.0.0.1:8000")
+c.JupyterHub.db_url = f"sqlite:///{os.path.join(data_dir, 'jupyterhub.sqlite')}"
+c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
+c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "jupyterhub-proxy.pid")
+
+# --- Users -----------------------------------------------------------------------------------
+# Named servers: one user may run RStudio and a Jupyter stack side by side.
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 5
+# Local use: any user name logs in (set a shared password with TYCHO_DUMMY_PASSWORD).
+# A real site sets its own authenticator (OAuth, LDAP...) instead.
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+if env("TYCHO_DUMMY_PASSWORD"):
+    c.DummyAuthenticator.password = env("TYCHO_DUMMY_PASSWORD")
+c.Authenticator.admin_users = {"admin"}
+
+# --- Stop now, not at a user's first spawn, if the catalog is broken --------------------------
+TychoSpawner.check_config(c)

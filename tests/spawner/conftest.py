@@ -1,0 +1,144 @@
+"""A real JupyterHub (MockHub, with the real configurable-http-proxy) using TychoSpawner against
+the test bed's real API server and node agent.
+
+The hub's API listens on the node agent's bridge address, because pods live in their own
+network namespaces and cannot reach the host's 127.0.0.1 (the same reason a hub in a cluster
+listens on its pod IP).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+
+def bridge_address() -> str:
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "tycho0"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return out[out.index("inet") + 1].split("/")[0]
+
+
+@pytest.fixture(scope="session")
+def hub_namespace(control_plane, node_agent):
+    """One namespace for the hub tests' servers (the RBAC test makes its own)."""
+    from kubernetes import client
+
+    api = client.CoreV1Api(control_plane.api_client())
+    name = f"hub-{os.getpid()}"
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    api.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def kube_env(control_plane):
+    # KubeSpawner loads the kube config once per process, from $KUBECONFIG.
+    os.environ["KUBECONFIG"] = str(control_plane.kubeconfig_path)
+    return control_plane
+
+
+@pytest.fixture(scope="session")
+async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
+    from jupyterhub.tests.mocking import MockHub
+    from traitlets.config import Config
+
+    from tycho_spawner import TychoSpawner
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("hub"))
+    address = bridge_address()
+    config = Config()
+    config.JupyterHub.spawner_class = TychoSpawner
+    config.JupyterHub.allow_named_servers = True
+    config.JupyterHub.hub_ip = address
+    config.TychoSpawner.namespace = hub_namespace
+    config.TychoSpawner.start_timeout = 120
+    config.TychoSpawner.http_timeout = 60
+    config.TychoSpawner.delete_grace_period = 2
+    config.TychoSpawner.catalog = {
+        # Test-only entries; the built-in ones stay as they are.
+        "broken-image": {
+            "display_name": "An image nobody can pull",
+            "system": {
+                "serve": {"container": "notebook", "port": 8888},
+                "containers": {
+                    "notebook": {
+                        "image": "registry.invalid/nobody/nothing:1",
+                        "command": ["jupyterhub-singleuser"],
+                        "ports": {"http": 8888},
+                    }
+                },
+            },
+        },
+        "crashes": {
+            "display_name": "Answers, then exits with code 3",
+            "system": {
+                "serve": {"container": "app", "port": 8888},
+                "containers": {
+                    "app": {
+                        "image": "busybox:1.36",
+                        "command": ["/bin/sh", "-c"],
+                        "args": ["python3 -m http.server 8888 >/dev/null 2>&1 & sleep 3; exit 3"],
+                        "ports": {"http": 8888},
+                        "readiness": {"tcp": True},
+                    }
+                },
+            },
+        },
+    }
+    app = MockHub.instance(config=config)
+    await app.initialize([])
+    await app.start()
+    try:
+        yield app
+    finally:
+        for user in list(app.users.values()):
+            for name, spawner in list(user.spawners.items()):
+                if spawner.active:
+                    try:
+                        await user.stop(name)
+                    except Exception as err:  # keep tearing down the rest
+                        print(f"stopping {user.name}/{name}: {err}")
+        app.log.handlers = []
+        MockHub.clear_instance()
+        await app.stop()
+        from kubespawner import KubeSpawner
+
+        await KubeSpawner._stop_all_reflectors()
+        os.chdir(cwd)
+
+
+async def wait_for_spawn(app, user, server_name="", timeout=120):
+    """Wait until the hub says the server is ready, or raise what the spawn raised."""
+    spawner = user.spawners[server_name]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if spawner._spawn_future is not None and spawner._spawn_future.done():
+            spawner._spawn_future.result()  # raises the spawn's error, if any
+            return spawner
+        if spawner.ready and not spawner.pending:
+            return spawner
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"spawn of {user.name}/{server_name} still pending after {timeout}s")
+
+
+def labelled_objects(api_client, namespace, selector):
+    """Everything TychoSpawner could have created for one server, found by label."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    net = client.NetworkingV1Api(api_client)
+    return (
+        [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
+        + [s.metadata.name for s in core.list_namespaced_service(namespace, label_selector=selector).items]
+        + [n.metadata.name for n in net.list_namespaced_network_policy(namespace, label_selector=selector).items]
+    )
+
+
+def api_json(response):
+    return json.loads(response.text) if response.text else None

@@ -1,0 +1,214 @@
+"""TychoSpawner's lifecycle through a real JupyterHub, against the real API server and node agent.
+
+Each test is what a user or admin would see: the server starts and answers through the hub's
+proxy, stops and leaves nothing behind, refuses bad options with 400 before creating anything,
+and fails within seconds, saying why, when Kubernetes says the pod can never run.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import requests
+from jupyterhub.tests.utils import add_user, api_request, auth_header, public_url
+from kubernetes import client
+
+from tycho_spawner.render import SERVER_LABEL, selector_value
+
+from .conftest import labelled_objects, wait_for_spawn
+
+pytestmark = pytest.mark.cluster
+
+JUPYTER_PROFILES = ["base", "minimal", "scipy", "datascience", "r", "pyspark"]
+
+
+def _user(app, name):
+    add_user(app.db, app, name=name)
+    return app.users[name]
+
+
+async def _start(app, username, server, options):
+    r = await api_request(app, "users", username, "servers", server, method="post", data=json.dumps(options))
+    return r
+
+
+def _objects(control_plane, app, spawner):
+    return labelled_objects(
+        control_plane.api_client(), spawner.namespace, f"{SERVER_LABEL}={selector_value(spawner.pod_name)}"
+    )
+
+
+async def _wait_gone(control_plane, app, spawner, timeout=30):
+    deadline = time.monotonic() + timeout
+    left = _objects(control_plane, app, spawner)
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        left = _objects(control_plane, app, spawner)
+    return left
+
+
+@pytest.mark.parametrize("profile", JUPYTER_PROFILES)
+async def test_jupyter_profile_starts_answers_and_stops_clean(hub, control_plane, profile):
+    user = _user(hub, f"jo-{profile}")
+    r = await _start(hub, user.name, profile, {"profile": profile})
+    assert r.status_code in (201, 202), r.text
+    spawner = await wait_for_spawn(hub, user, profile)
+
+    core = client.CoreV1Api(control_plane.api_client())
+    pod = core.read_namespaced_pod(spawner.pod_name, spawner.namespace)
+    assert pod.status.phase == "Running"
+    assert pod.metadata.labels["component"] == "singleuser-server"
+    assert pod.metadata.labels["tycho-spawner/profile"] == profile
+    assert [c.name for c in pod.spec.containers] == ["notebook"]
+    assert pod.spec.containers[0].image.startswith(f"quay.io/jupyter/")
+    svc = core.read_namespaced_service(spawner.pod_name, spawner.namespace)
+    netpol = client.NetworkingV1Api(control_plane.api_client()).read_namespaced_network_policy(
+        spawner.pod_name, spawner.namespace
+    )
+    for obj in (svc, netpol):
+        (owner,) = obj.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid) == ("Pod", pod.metadata.name, pod.metadata.uid)
+
+    # The server answers through the hub's proxy, to its owner's token.
+    url = public_url(hub, spawner.server) + "api/status"
+    answer = await asyncio.to_thread(requests.get, url, headers=auth_header(hub.db, user.name), timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert "started" in answer.json()
+    # ... and the admin panel / REST API shows which application it runs.
+    model = (await api_request(hub, "users", user.name)).json()
+    assert model["servers"][profile]["user_options"] == {
+        "profile": profile,
+        "choices": {"ui": "lab", "size": "small"},
+    }
+
+    r = await api_request(hub, "users", user.name, "servers", profile, method="delete")
+    assert r.status_code in (202, 204), r.text
+    while spawner.pending or spawner.active:
+        await asyncio.sleep(0.1)
+    assert await _wait_gone(control_plane, hub, spawner) == []
+
+
+async def test_named_servers_run_side_by_side(hub, control_plane):
+    user = _user(hub, "both")
+    for server, profile in (("lab", "scipy"), ("plain", "base")):
+        r = await _start(hub, user.name, server, {"profile": profile, "choices": {"size": "medium"}})
+        assert r.status_code in (201, 202), r.text
+    first = await wait_for_spawn(hub, user, "lab")
+    second = await wait_for_spawn(hub, user, "plain")
+    assert first.pod_name != second.pod_name
+    for spawner in (first, second):
+        url = public_url(hub, spawner.server) + "api/status"
+        answer = await asyncio.to_thread(requests.get, url, headers=auth_header(hub.db, user.name), timeout=30)
+        assert answer.status_code == 200
+        pod = client.CoreV1Api(control_plane.api_client()).read_namespaced_pod(spawner.pod_name, spawner.namespace)
+        assert pod.spec.containers[0].resources.limits == {"cpu": "2", "memory": "4Gi"}
+    for server in ("lab", "plain"):
+        await api_request(hub, "users", user.name, "servers", server, method="delete")
+    for spawner in (first, second):
+        while spawner.pending or spawner.active:
+            await asyncio.sleep(0.1)
+        assert await _wait_gone(control_plane, hub, spawner) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"profile": "no-such-app"}, "unknown application 'no-such-app'"),
+        ({"profile": "scipy", "choices": {"size": "galactic"}}, "'galactic' is not offered"),
+        ({"profile": "scipy", "choices": {"image": "evil/image"}}, "has no choice 'image'"),
+        ({"profile": "scipy", "image": "evil/image"}, "unknown option 'image'"),
+    ],
+)
+async def test_bad_options_get_400_and_create_nothing(hub, control_plane, options, message):
+    user = _user(hub, "tamper")
+    spawner = user.spawners[""]
+    r = await _start(hub, user.name, "", options)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["message"]
+    assert not spawner.active
+    assert _objects(control_plane, hub, spawner) == []
+
+
+async def test_tampered_form_gets_400_and_creates_nothing(hub, control_plane):
+    user = _user(hub, "formuser")
+    spawner = user.spawners[""]
+    url = public_url(hub, path="hub/spawn/formuser")
+    headers = auth_header(hub.db, user.name)
+    page = await asyncio.to_thread(requests.get, url, headers=headers, timeout=30)
+    assert page.status_code == 200
+    assert 'name="profile"' in page.text and 'value="rstudio"' in page.text
+    xsrf = page.cookies.get("_xsrf")
+    form = {"profile": "scipy", "scipy.size": "small", "scipy.image": "evil/image", "_xsrf": xsrf}
+    r = await asyncio.to_thread(
+        requests.post, url, data=form, headers=headers, cookies=page.cookies, timeout=30, allow_redirects=False
+    )
+    assert r.status_code == 400
+    assert "unexpected form field" in r.text
+    assert not spawner.active
+    assert _objects(control_plane, hub, spawner) == []
+
+
+async def test_unpullable_image_fails_within_seconds_and_leaves_nothing(hub, control_plane):
+    user = _user(hub, "unlucky")
+    spawner = user.spawners[""]
+    began = time.monotonic()
+    await _start(hub, user.name, "", {"profile": "broken-image"})
+    with pytest.raises(Exception) as failure:
+        await wait_for_spawn(hub, user, "")
+    elapsed = time.monotonic() - began
+    assert "cannot be pulled" in str(failure.value)
+    assert "registry.invalid/nobody/nothing:1" in str(failure.value)
+    # start_timeout is 120 s here: the failure came from Kubernetes' reason, not a timeout.
+    assert elapsed < 60, elapsed
+    assert await _wait_gone(control_plane, hub, spawner) == []
+
+
+async def test_poll_reports_the_exit_code_of_a_crashed_app(hub, control_plane):
+    user = _user(hub, "crasher")
+    await _start(hub, user.name, "", {"profile": "crashes"})
+    spawner = await wait_for_spawn(hub, user, "")
+    deadline = time.monotonic() + 60
+    status = await spawner.poll()
+    while status is None and time.monotonic() < deadline:
+        await spawner.pod_reflector.changed(spawner._pod_key, 1.0)
+        status = await spawner.poll()
+    assert status == 3
+    await api_request(hub, "users", user.name, "servers", "", method="delete")
+
+
+async def test_a_restarted_hub_finds_the_running_pod(hub, control_plane):
+    user = _user(hub, "restart")
+    await _start(hub, user.name, "", {"profile": "base"})
+    spawner = await wait_for_spawn(hub, user, "")
+    state = spawner.get_state()
+    assert state["pod_name"] == spawner.pod_name
+    assert state["tycho"]["profile"] == "base"
+
+    # A fresh spawner, as after a hub restart, loads the saved state and finds the pod.
+    fresh = user._new_spawner("")
+    assert fresh is not spawner
+    fresh.load_state(state)
+    assert fresh.pod_name == spawner.pod_name
+    assert await fresh.poll() is None
+    assert fresh._selection.profile.key == "base"
+    await fresh.stop(now=True)
+    assert await fresh.poll() == 1
+    assert await _wait_gone(control_plane, hub, spawner) == []
+    await api_request(hub, "users", user.name, "servers", "", method="delete")
+
+
+async def test_progress_tells_the_user_what_is_happening(hub, control_plane):
+    user = _user(hub, "watcher")
+    await _start(hub, user.name, "", {"profile": "scipy"})
+    spawner = user.spawners[""]
+    messages = []
+    async for event in spawner._generate_progress():
+        messages.append(event["message"])
+    await wait_for_spawn(hub, user, "")
+    text = "\n".join(messages)
+    assert "Scheduled on node" in text
+    assert "ulling image" in text  # the node's own "Pulling image ..." event
+    assert "Started container notebook" in text
+    await api_request(hub, "users", user.name, "servers", "", method="delete")

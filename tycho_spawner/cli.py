@@ -1,0 +1,164 @@
+"""The ``tycho`` command: look at the catalog and its manifests without a hub or a cluster.
+
+    tycho catalog [--catalog FILE ...]            list the offered applications and choices
+    tycho render PROFILE [--user U] [--server S] [--set CHOICE=OPTION | --set dotted.key=VALUE]
+                                                  print the manifests, like `helm template`
+    tycho validate FILE [FILE ...]                check catalog files; exit 1 naming the bad key
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+import yaml
+
+from .catalog_files import catalog_data, read_catalog_file
+from .errors import CatalogError, OptionsError, RenderError
+from .profiles import merge, parse_catalog
+from .render import Server, render_all, template_environment
+
+# The default names of KubeSpawner 7 (pod_name_template "jupyter-{user_server}", safe slugs),
+# so that `tycho render` shows the objects the spawner would create with default settings.
+POD_NAME_TEMPLATE = "jupyter-{user_server}"
+_SLUG_MAX = 48
+
+
+def server_identity(username: str, servername: str, namespace: str) -> Server:
+    """Names and labels KubeSpawner (default templates, 'safe' slugs) gives a user's server."""
+    from kubespawner.slugs import is_valid_label, multi_slug, safe_slug
+
+    safe_user = safe_slug(username, max_length=_SLUG_MAX)
+    safe_server = safe_slug(servername, max_length=_SLUG_MAX) if servername else ""
+    if len(safe_user) + len(safe_server) + 2 > _SLUG_MAX:
+        user_server = multi_slug([username, servername], max_length=_SLUG_MAX)
+    elif servername:
+        user_server = f"{safe_user}--{safe_server}"
+    else:
+        user_server = safe_user
+    labels = {
+        "hub.jupyter.org/username": safe_slug(username, is_valid=is_valid_label),
+        "app": "jupyterhub",
+        "heritage": "jupyterhub",
+        "app.kubernetes.io/name": "jupyterhub",
+        "app.kubernetes.io/managed-by": "kubespawner",
+        "app.kubernetes.io/component": "singleuser-server",
+        "component": "singleuser-server",
+        "hub.jupyter.org/servername": safe_slug(servername, is_valid=is_valid_label),
+    }
+    annotations = {"hub.jupyter.org/username": username}
+    if servername:
+        annotations["hub.jupyter.org/servername"] = servername
+    return Server(
+        name=POD_NAME_TEMPLATE.format(user_server=user_server),
+        namespace=namespace,
+        labels=tuple(labels.items()),
+        annotations=tuple(annotations.items()),
+    )
+
+
+def _parse_sets(items: Sequence[str]) -> tuple[dict, dict]:
+    choices: dict[str, str] = {}
+    overrides: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise OptionsError(f"--set {item!r}: expected KEY=VALUE")
+        if "." in key:
+            node = overrides
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = yaml.safe_load(value)
+        else:
+            choices[key] = value
+    return choices, overrides
+
+
+def _load(args) -> dict:
+    return catalog_data(not args.no_builtin, args.catalog or [], {})
+
+
+def cmd_catalog(args) -> int:
+    catalog = parse_catalog(_load(args))
+    for profile in catalog.profiles:
+        mark = " (default)" if profile.default else ""
+        print(f"{profile.key}{mark}: {profile.display_name} - {profile.description}")
+        for choice in profile.choices:
+            options = ", ".join(
+                f"{o.key}{'*' if o.key == choice.default else ''}" for o in choice.options
+            )
+            print(f"    {choice.key}: {options}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    choices, overrides = _parse_sets(args.set or [])
+    data = _load(args)
+    if overrides:
+        data = merge(data, {args.profile: overrides})
+    catalog = parse_catalog(data)
+    selection = catalog.select({"profile": args.profile, "choices": choices})
+    server = server_identity(args.user, args.server, args.namespace)
+    objects = render_all(selection.system(), server, template_environment(args.templates))
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            base = {} if args.alone else catalog_data(True, [], {})
+            catalog = parse_catalog(merge(base, read_catalog_file(path)))
+        except CatalogError as err:
+            print(f"{path}: invalid: {err}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}: ok ({len(catalog.profiles)} applications)")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tycho", description="Inspect the tycho_spawner catalog and its manifests.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def catalog_args(p):
+        p.add_argument("--catalog", action="append", metavar="FILE",
+                       help="YAML catalog file merged over the built-in catalog (repeatable)")
+        p.add_argument("--no-builtin", action="store_true", help="do not start from the built-in catalog")
+
+    p = sub.add_parser("catalog", help="list the applications of the catalog")
+    catalog_args(p)
+    p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("render", help="print the Kubernetes objects of one server as YAML")
+    p.add_argument("profile", help="catalog key of the application")
+    catalog_args(p)
+    p.add_argument("--user", default="jovyan", help="user name (default: jovyan)")
+    p.add_argument("--server", default="", help="named server (default: the user's default server)")
+    p.add_argument("--namespace", default="default", help="namespace (default: default)")
+    p.add_argument("--templates", metavar="DIR", help="directory of templates overriding the packaged ones")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="CHOICE=OPTION picks an option; a dotted key (system.containers.x.image=...) "
+                        "overrides the profile's catalog entry (repeatable)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("validate", help="check catalog files (merged over the built-in catalog)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--alone", action="store_true", help="check each file on its own, without the built-in catalog")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CatalogError, OptionsError, RenderError) as err:
+        print(f"tycho: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""A pod cache that wakes its readers when a pod changes, instead of being polled.
+
+KubeSpawner's reflector keeps an up-to-date dict of pods from a watch, but its spawner polls
+that dict in a retry loop with random waits, so ``start()`` returns ~90 ms after the pod is in
+fact ready. This reflector is the same watch (same list/watch/reconnect logic, inherited); it
+only notifies the tasks waiting on a pod the moment the watch delivers a change for it.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from kubespawner.spawner import PodReflector
+
+
+class _NotifyingDict(dict):
+    """The reflector's resources dict, calling back on every write the watch makes."""
+
+    def __init__(self, data, on_change):
+        super().__init__(data)
+        self._on_change = on_change
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._on_change(key)
+
+    def pop(self, key, *default):
+        value = super().pop(key, *default)
+        self._on_change(key)
+        return value
+
+
+class WakingPodReflector(PodReflector):
+    """PodReflector whose readers can ``await changed(key)`` instead of polling."""
+
+    def __init__(self, *args, **kwargs):
+        self._waiters: dict[Optional[str], set[asyncio.Future]] = {}
+        self._resources = _NotifyingDict({}, self._notify)
+        super().__init__(*args, **kwargs)
+
+    # The base class assigns a fresh plain dict on every (re)list; wrap it so that
+    # writes keep notifying, and wake everyone since any pod may have changed.
+    @property
+    def resources(self):
+        return self._resources
+
+    @resources.setter
+    def resources(self, value):
+        self._resources = _NotifyingDict(value, self._notify)
+        self._notify(None)
+
+    def _notify(self, key: Optional[str]) -> None:
+        keys = list(self._waiters) if key is None else [key]
+        for k in keys:
+            for future in self._waiters.pop(k, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def changed(self, key: str, timeout: Optional[float]) -> bool:
+        """Wait until the pod ``namespace/name`` changes (True) or ``timeout`` passes (False).
+
+        Callers read the pod, decide, and only then call this: nothing can change in between
+        because the watch runs on the same event loop.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, set()).add(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    self._waiters.pop(key, None)
