@@ -262,7 +262,7 @@ def render_pod(
         merged = {
             # Site-wide container settings of KubeSpawner's container that do not describe
             # the app (lifecycle hooks, image pull policy) carry over to every container.
-            **{k: v for k, v in base.items() if k in ("imagePullPolicy", "lifecycle")},
+            **{k: v for k, v in base.items() if k in ("imagePullPolicy", "lifecycle") and v},
             **rendered,
         }
         if rendered["name"] == app_name and base.get("volumeMounts"):

@@ -244,7 +244,7 @@ class TychoSpawner(KubeSpawner):
     def _public_port(self, system: System) -> int:
         return self.gate_port if system.auth == "gate" else system.serve.port
 
-    def _server(self, system: System) -> Server:
+    def _server_context(self, system: System) -> Server:
         env = self.get_env()
         served = system.served
         if served.limits.memory:
@@ -274,7 +274,7 @@ class TychoSpawner(KubeSpawner):
         if self.modify_pod_hook:
             base = await _maybe_await(self.modify_pod_hook(self, base))
         base_dict = self.api.api_client.sanitize_for_serialization(base)
-        return render_pod(system, self._server(system), self._template_env, base_dict)
+        return render_pod(system, self._server_context(system), self._template_env, base_dict)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -379,7 +379,7 @@ class TychoSpawner(KubeSpawner):
 
     async def _create_companions(self, system: System, pod: Any) -> None:
         owner = Owner(name=pod.metadata.name, uid=pod.metadata.uid)
-        server = self._server(system)
+        server = self._server_context(system)
         env = self._template_env
         objects = [("service", render_service(system, server, env, owner))]
         if self.network_policy_enabled:
