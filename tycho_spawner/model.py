@@ -155,7 +155,7 @@ class Probe:
     port: int
     http_path: Optional[str] = None
     initial_delay_seconds: int = 0
-    period_seconds: int = 2
+    period_seconds: int = 1
     failure_threshold: int = 3
 
     FIELDS = ("http", "tcp", "port", "initial_delay_seconds", "period_seconds", "failure_threshold")
@@ -182,7 +182,7 @@ class Probe:
             port=_port(port, f"{path}.port"),
             http_path=http,
             initial_delay_seconds=_int(data.get("initial_delay_seconds", 0), f"{path}.initial_delay_seconds", 0, 3600),
-            period_seconds=_int(data.get("period_seconds", 2), f"{path}.period_seconds", 1, 3600),
+            period_seconds=_int(data.get("period_seconds", 1), f"{path}.period_seconds", 1, 3600),
             failure_threshold=_int(data.get("failure_threshold", 3), f"{path}.failure_threshold", 1, 1000),
         )
 

@@ -1,0 +1,166 @@
+"""Command line of the test bed.
+
+    python -m tycho_testbed cluster up|down|status|env [--state-dir D] [--nodes N] [--images FILE]
+    python -m tycho_testbed node --kubeconfig K --node NAME --state-dir D [--images FILE]
+
+`cluster up` starts the control plane and N node agents detached (they outlive the command;
+`cluster down` stops them). The state directory (default $TYCHO_TESTBED_STATE or
+~/.cache/tycho-testbed/run) holds certificates, kubeconfigs, logs and pid files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_STATE = Path(os.environ.get("TYCHO_TESTBED_STATE", Path.home() / ".cache" / "tycho-testbed" / "run"))
+
+
+def _plane(state: Path):
+    from .cluster import ControlPlane, ControlPlaneConfig
+
+    return ControlPlane(ControlPlaneConfig(state_dir=state / "control-plane"))
+
+
+def _node_pids(state: Path) -> dict:
+    out = {}
+    for pid_file in sorted((state / "nodes").glob("*.pid")):
+        out[pid_file.stem] = int(pid_file.read_text())
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_path=None) -> subprocess.Popen:
+    """Start one node agent as a detached process; its log goes to ``log_path``."""
+    argv = [sys.executable, "-m", "tycho_testbed", "node", "--kubeconfig", str(kubeconfig),
+            "--node", name, "--state-dir", str(state_dir)]
+    if images:
+        argv += ["--images", str(images)]
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if log_path:
+            log.close()
+
+
+def wait_node_ready(api_client, name: str, timeout: float = 30) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            node = core.read_node(name)
+            ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+            tainted = any(t.key == "node.kubernetes.io/not-ready" for t in node.spec.taints or [])
+            if ready and not tainted:
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"node {name} not Ready after {timeout}s")
+
+
+def cluster_up(args) -> int:
+    state = Path(args.state_dir)
+    plane = _plane(state)
+    status = plane.status()
+    if all(s["running"] for s in status.values()):
+        print(f"test bed already up ({state})")
+        return 0
+    plane.stop()
+    t = time.monotonic()
+    plane.start()
+    nodes_dir = state / "nodes"
+    nodes_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(1, args.nodes + 1):
+        name = f"tycho-node-{i}"
+        proc = start_node(plane.kubeconfig_path, name, state / "node-state" / name, args.images,
+                          nodes_dir / f"{name}.log")
+        (nodes_dir / f"{name}.pid").write_text(str(proc.pid))
+        wait_node_ready(plane.api_client(), name)
+    print(f"test bed up in {time.monotonic() - t:.1f}s: {plane.server_url}, {args.nodes} node(s)")
+    print(f"  export KUBECONFIG={plane.kubeconfig_path}")
+    return 0
+
+
+def cluster_down(args) -> int:
+    state = Path(args.state_dir)
+    for name, pid in _node_pids(state).items():
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        (state / "nodes" / f"{name}.pid").unlink(missing_ok=True)
+    _plane(state).stop()
+    print("test bed down")
+    return 0
+
+
+def cluster_status(args) -> int:
+    state = Path(args.state_dir)
+    plane = _plane(state)
+    up = True
+    for name, s in plane.status().items():
+        print(f"{name:24} {'running' if s['running'] else 'stopped'}  pid {s['pid']}")
+        up &= s["running"]
+    for name, pid in _node_pids(state).items():
+        alive = _alive(pid)
+        print(f"{name:24} {'running' if alive else 'stopped'}  pid {pid}")
+        up &= alive
+    if up:
+        from kubernetes import client
+
+        for node in client.CoreV1Api(plane.api_client()).list_node().items:
+            ready = next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "Unknown")
+            print(f"node {node.metadata.name}: Ready={ready}")
+    return 0 if up else 1
+
+
+def cluster_env(args) -> int:
+    plane = _plane(Path(args.state_dir))
+    print(f"export KUBECONFIG={plane.kubeconfig_path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tycho-testbed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cluster = sub.add_parser("cluster", help="the control plane and its node agents")
+    cluster.add_argument("action", choices=["up", "down", "status", "env"])
+    cluster.add_argument("--state-dir", default=str(DEFAULT_STATE))
+    cluster.add_argument("--nodes", type=int, default=1, help="node agents to start (default 1)")
+    cluster.add_argument("--images", help="image table for the node agents (default: the packaged one)")
+    node = sub.add_parser("node", help="run one node agent in the foreground (needs root)")
+    from .node import add_node_arguments, run_node
+
+    add_node_arguments(node)
+    args = parser.parse_args(argv)
+    if args.command == "node":
+        return run_node(args)
+    return {"up": cluster_up, "down": cluster_down, "status": cluster_status, "env": cluster_env}[args.action](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

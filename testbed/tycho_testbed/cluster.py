@@ -1,0 +1,328 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, token auth),
+kube-scheduler and kube-controller-manager, from Debian's packages (shared/design/LOCAL-CLUSTER.md).
+
+Nothing here imitates Kubernetes: the binaries are the real v1.20 ones built from Debian's
+``kubernetes`` source package by ``testbed/build-control-plane.sh``; this module only gives them
+certificates, ports and flags, starts them, and stops them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "build-control-plane.sh"
+
+#: Controllers that need a real node, cloud or volume plugin are off; everything a spawner
+#: relies on (service accounts and their tokens, garbage collection, Deployments) is on.
+CONTROLLERS = (
+    "*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,"
+    "-persistentvolume-expander,-ttl,-route,-service,-cloud-node-lifecycle"
+)
+#: The components' own API client rate limits. Kubernetes' defaults (scheduler 50/100,
+#: controller-manager 20/30) would be what limits a burst on this test bed, not the code
+#: under test; raised so that what is measured is the spawner.
+CLIENT_QPS, CLIENT_BURST = 200, 400
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built, started or reached."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_binaries() -> Path:
+    """Build (or find cached) kube-apiserver, kube-scheduler, kube-controller-manager; return their dir."""
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {done.returncode}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _run_openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class ControlPlaneConfig:
+    """Where a control plane keeps its files and which loopback ports it uses (0: pick a free one)."""
+
+    state_dir: Path
+    api_port: int = 0
+    etcd_port: int = 0
+    service_cluster_ip_range: str = "10.96.0.0/16"
+
+
+@dataclass
+class ControlPlane:
+    """A running (or startable) control plane. Use ``start()``/``stop()`` or as a context manager."""
+
+    config: ControlPlaneConfig
+    processes: dict = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.config.state_dir)
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
+    def _info(self) -> dict:
+        return json.loads((self.state_dir / "cluster.json").read_text())
+
+    @property
+    def server_url(self) -> str:
+        return self._info()["server"]
+
+    @property
+    def admin_token(self) -> str:
+        return self._info()["admin_token"]
+
+    # ---------------------------------------------------------------- setup
+
+    def _pki(self) -> None:
+        pki = self.state_dir / "pki"
+        if (pki / "apiserver.crt").exists():
+            return
+        pki.mkdir(parents=True, exist_ok=True)
+        _run_openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                     "-days", "365", "-subj", "/CN=tycho-testbed-ca", cwd=pki)
+        _run_openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
+                     "-subj", "/CN=kube-apiserver", cwd=pki)
+        (pki / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n")
+        _run_openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                     "-out", "apiserver.crt", "-days", "365", "-extfile", "san.cnf", cwd=pki)
+        _run_openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+        _run_openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+    def _write_kubeconfig(self, path: Path, token: str, user: str) -> None:
+        path.write_text(json.dumps({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "tycho-testbed",
+                          "cluster": {"server": self.server_url, "certificate-authority": str(self.ca_path)}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "tycho-testbed", "context": {"cluster": "tycho-testbed", "user": user}}],
+            "current-context": "tycho-testbed",
+        }, indent=2))
+        path.chmod(0o600)
+
+    def _spawn(self, name: str, argv: list, detach: bool) -> subprocess.Popen:
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.state_dir,
+                                start_new_session=True)
+        log.close()
+        self.processes[name] = proc
+        (self.state_dir / "pids").mkdir(exist_ok=True)
+        (self.state_dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
+        return proc
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        request = urllib.request.Request(f"{self.server_url}/readyz",
+                                         headers={"Authorization": f"Bearer {self.admin_token}"})
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            proc = self.processes.get("kube-apiserver")
+            if proc is not None and proc.poll() is not None:
+                raise ControlPlaneError(f"kube-apiserver exited ({proc.returncode}); see {self.state_dir}/logs")
+            try:
+                with urllib.request.urlopen(request, context=ctx, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except Exception as err:  # not up yet
+                last = err
+            time.sleep(0.2)
+        raise ControlPlaneError(f"kube-apiserver not ready after {timeout}s: {last}")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, bin_dir: Optional[Path] = None, timeout: float = 60) -> "ControlPlane":
+        bin_dir = Path(bin_dir) if bin_dir else ensure_binaries()
+        etcd = shutil.which("etcd") or "/usr/bin/etcd"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._pki()
+        api_port = self.config.api_port or free_port()
+        etcd_port = self.config.etcd_port or free_port()
+        peer_port = free_port()
+        token = secrets.token_hex(24)
+        (self.state_dir / "tokens.csv").write_text(f"{token},admin,admin,system:masters\n")
+        (self.state_dir / "tokens.csv").chmod(0o600)
+        (self.state_dir / "cluster.json").write_text(json.dumps(
+            {"server": f"https://127.0.0.1:{api_port}", "admin_token": token, "etcd": f"http://127.0.0.1:{etcd_port}"}))
+        self._write_kubeconfig(self.kubeconfig_path, token, "admin")
+        pki = self.state_dir / "pki"
+        data = self.state_dir / "etcd"
+        shutil.rmtree(data, ignore_errors=True)
+        started = time.monotonic()
+        self._spawn("etcd", [
+            etcd, "--data-dir", str(data), "--name", "tycho-testbed",
+            "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster", f"tycho-testbed=http://127.0.0.1:{peer_port}",
+            "--log-level", "warn",
+        ], detach=True)
+        self._spawn("kube-apiserver", [
+            str(bin_dir / "kube-apiserver"),
+            "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
+            "--bind-address", "127.0.0.1", "--secure-port", str(api_port),
+            "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+            "--client-ca-file", str(pki / "ca.crt"),
+            "--token-auth-file", str(self.state_dir / "tokens.csv"),
+            "--service-account-key-file", str(pki / "sa.pub"),
+            "--service-account-signing-key-file", str(pki / "sa.key"),
+            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--authorization-mode", "RBAC",
+            "--service-cluster-ip-range", self.config.service_cluster_ip_range,
+            # The API server refuses loopback endpoints for its own Service: give it a
+            # placeholder and do not reconcile endpoints (nothing routes Service IPs here).
+            "--advertise-address", "10.255.255.1", "--endpoint-reconciler-type", "none",
+            "--v", "1",
+        ], detach=True)
+        try:
+            self._wait_ready(timeout)
+        except ControlPlaneError:
+            self.stop()
+            raise
+        common = ["--kubeconfig", str(self.kubeconfig_path), "--leader-elect=false",
+                  "--kube-api-qps", str(CLIENT_QPS), "--kube-api-burst", str(CLIENT_BURST),
+                  "--bind-address", "127.0.0.1", "--secure-port", "0", "--port", "0"]
+        self._spawn("kube-controller-manager", [
+            str(bin_dir / "kube-controller-manager"), *common,
+            "--service-account-private-key-file", str(pki / "sa.key"),
+            "--root-ca-file", str(pki / "ca.crt"),
+            "--use-service-account-credentials=false",
+            "--controllers", CONTROLLERS,
+        ], detach=True)
+        self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common], detach=True)
+        self.ready_seconds = time.monotonic() - started
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM every component (scheduler first, etcd last), SIGKILL what is left."""
+        pids = {}
+        pid_dir = self.state_dir / "pids"
+        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+            proc = self.processes.pop(name, None)
+            pid = proc.pid if proc else None
+            if pid is None and (pid_dir / f"{name}.pid").exists():
+                pid = int((pid_dir / f"{name}.pid").read_text())
+            if pid is None:
+                continue
+            pids[name] = (pid, proc)
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        for name, (pid, proc) in pids.items():
+            while time.monotonic() < deadline and _alive(pid, proc):
+                time.sleep(0.05)
+            if _alive(pid, proc):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if proc is not None:
+                proc.wait()
+            (pid_dir / f"{name}.pid").unlink(missing_ok=True)
+
+    def status(self) -> dict:
+        """Each component's pid and whether it runs."""
+        out = {}
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            pid_file = self.state_dir / "pids" / f"{name}.pid"
+            pid = int(pid_file.read_text()) if pid_file.exists() else None
+            out[name] = {"pid": pid, "running": bool(pid) and _alive(pid, None)}
+        return out
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---------------------------------------------------------------- clients and credentials
+
+    def api_client(self):
+        """A ``kubernetes.client.ApiClient`` acting as the cluster admin."""
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.server_url
+        configuration.ssl_ca_cert = str(self.ca_path)
+        configuration.api_key = {"authorization": f"Bearer {self.admin_token}"}
+        return client.ApiClient(configuration)
+
+    def create_namespace(self, name: str) -> str:
+        from kubernetes import client
+
+        client.CoreV1Api(self.api_client()).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        return name
+
+    def service_account_token(self, namespace: str, name: str, timeout: float = 30) -> str:
+        """The token of a ServiceAccount (the legacy token Secret the token controller makes in 1.20)."""
+        import base64
+
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sa = core.read_namespaced_service_account(name, namespace)
+            for ref in sa.secrets or []:
+                secret = core.read_namespaced_secret(ref.name, namespace)
+                if secret.type == "kubernetes.io/service-account-token" and (secret.data or {}).get("token"):
+                    return base64.b64decode(secret.data["token"]).decode()
+            time.sleep(0.1)
+        raise ControlPlaneError(f"no token for service account {namespace}/{name} after {timeout}s")
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path) -> Path:
+        """Write a kubeconfig acting as ServiceAccount ``namespace/name``; return its path."""
+        path = Path(path)
+        token = self.service_account_token(namespace, name)
+        self._write_kubeconfig(path, token, f"system:serviceaccount:{namespace}:{name}")
+        # The default namespace of the context, as in a pod.
+        data = json.loads(path.read_text())
+        data["contexts"][0]["context"]["namespace"] = namespace
+        path.write_text(json.dumps(data, indent=2))
+        return path
+
+
+def _alive(pid: int, proc: Optional[subprocess.Popen]) -> bool:
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False

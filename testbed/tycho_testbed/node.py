@@ -1,0 +1,870 @@
+"""The node agent: the one simulated part of the test bed, playing the kubelet of one Node.
+
+What is real: the Node and Pod objects, the scheduler's binding, the status and Events the
+agent writes through the real API server, and the processes: each container runs as a real
+local process, as the pod's ``runAsUser``, in the pod's own network namespace (its own
+``127.0.0.1`` shared by its containers, its own IP on a bridge the host can reach) and its own
+mount namespace (emptyDir / ConfigMap / Secret volumes bind-mounted at their mountPath).
+
+What is simulated, explicitly:
+
+* images: there is no registry or container runtime. An image is "pulled" by finding it in the
+  image table (:mod:`tycho_testbed.images`) that maps it to local programs; an image not in the
+  table fails like a missing image (``ErrImagePull``, then ``ImagePullBackOff``);
+* the root filesystem is the host's (only volumes, the working directory and ``/tmp`` are
+  private to the pod), and resources (cpu, memory) are recorded, not enforced: no cgroups;
+* no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP), and no network
+  plugin enforces NetworkPolicies;
+* back-off for crash loops and image pulls is shorter than a kubelet's (seconds, not minutes).
+
+It needs root (network and mount namespaces, switching user); it refuses to start otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import hashlib
+import http.client
+import ipaddress
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .images import ImageTable, pod_path
+
+log = logging.getLogger("tycho_testbed.node")
+
+BRIDGE = "tycho0"
+NETWORK = ipaddress.ip_network("10.213.0.0/16")
+GATEWAY = "10.213.0.1"
+BACKOFF_START, BACKOFF_MAX = 1.0, 10.0
+HEARTBEAT_SECONDS = 10
+#: Where pods' files live, like /var/lib/kubelet/pods on a real node.
+POD_ROOT = Path("/var/lib/tycho-testbed")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+class RateLimiter:
+    """The agent's own client rate limit (a kubelet defaults to 5 QPS, burst 10, in 1.20)."""
+
+    def __init__(self, qps: float):
+        self.interval = 1.0 / qps if qps > 0 else 0.0
+        self.lock = threading.Lock()
+        self.next = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            t = time.monotonic()
+            start = max(t, self.next)
+            self.next = start + self.interval
+        if start > t:
+            time.sleep(start - t)
+
+
+# ------------------------------------------------------------------------------------ network
+
+
+def ensure_bridge() -> bool:
+    """Create the pods' bridge (host side 10.213.0.1/16) if needed; True if this call created it."""
+    if sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        return False
+    sh("ip", "link", "add", BRIDGE, "type", "bridge")
+    sh("ip", "addr", "add", f"{GATEWAY}/{NETWORK.prefixlen}", "dev", BRIDGE)
+    sh("ip", "link", "set", BRIDGE, "up")
+    return True
+
+
+def bridge_ports() -> list[str]:
+    out = sh("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
+
+
+def netns_name(uid: str) -> str:
+    return f"tycho-{uid[:13]}"
+
+
+def create_pod_network(uid: str, ip: str) -> None:
+    ns = netns_name(uid)
+    host_if = "vt" + hashlib.sha1(uid.encode()).hexdigest()[:11]
+    delete_pod_network(uid)
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    sh("ip", "link", "set", host_if, "master", BRIDGE)
+    sh("ip", "link", "set", host_if, "up")
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", ns, "addr", "add", f"{ip}/{NETWORK.prefixlen}", "dev", "eth0")
+    sh("ip", "-n", ns, "link", "set", "eth0", "up")
+    sh("ip", "-n", ns, "route", "add", "default", "via", GATEWAY)
+
+
+def delete_pod_network(uid: str) -> None:
+    host_if = "vt" + hashlib.sha1(uid.encode()).hexdigest()[:11]
+    sh("ip", "link", "del", host_if, check=False)
+    sh("ip", "netns", "del", netns_name(uid), check=False)
+
+
+# ------------------------------------------------------------------------------------ pods
+
+
+class ConfigError(Exception):
+    """A container's configuration cannot be resolved (CreateContainerConfigError)."""
+
+
+@dataclass
+class ContainerRun:
+    name: str
+    spec: dict
+    proc: Optional[subprocess.Popen] = None
+    state: dict = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last_state: dict = field(default_factory=dict)
+    restarts: int = 0
+    ready: bool = False
+    started_at: Optional[str] = None
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+    probe_ok: int = 0
+    probe_fail: int = 0
+    next_probe: float = 0.0
+    pulled: bool = False
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def expand(value: str, env: dict) -> str:
+    """Kubernetes' $(VAR) expansion: known names are replaced, $$ escapes, unknown stay."""
+    def sub(m):
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+    return _VAR_REF.sub(sub, value)
+
+
+class PodWorker(threading.Thread):
+    """Runs one pod from binding to deletion, writing its status like a kubelet."""
+
+    def __init__(self, agent: "NodeAgent", pod: dict):
+        super().__init__(daemon=True, name=f"pod-{pod['metadata']['name']}")
+        self.agent = agent
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid = meta["uid"]
+        self.name = meta["name"]
+        self.namespace = meta["namespace"]
+        # Logs and pid files in the state dir; the pod's own files (home, /tmp, volumes) where a
+        # kubelet keeps them, outside /tmp, because /tmp is replaced inside the pod.
+        self.logs = agent.state_dir / "pods" / f"{self.namespace}_{self.name}_{self.uid}"
+        self.dir = POD_ROOT / agent.node / self.uid
+        self.ip: Optional[str] = None
+        self.delete_requested = threading.Event()
+        self.wake = threading.Event()
+        self.containers = [ContainerRun(c["name"], c) for c in pod["spec"]["containers"]]
+        self.start_time = now()
+        self.phase = "Pending"
+        self.last_status: Optional[str] = None
+
+    # -- helpers
+
+    @property
+    def restart_policy(self) -> str:
+        return self.pod["spec"].get("restartPolicy", "Always")
+
+    def event(self, reason: str, message: str, kind: str = "Normal", container: Optional[str] = None) -> None:
+        self.agent.event(self.pod, reason, message, kind, container)
+
+    def update(self, pod: dict) -> None:
+        self.pod = pod
+        if pod["metadata"].get("deletionTimestamp"):
+            self.delete_requested.set()
+        self.wake.set()
+
+    # -- the loop
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            log.exception("pod %s/%s: worker failed", self.namespace, self.name)
+
+    def _run(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "home").mkdir(exist_ok=True)
+        (self.dir / "tmp").mkdir(exist_ok=True)
+        os.chmod(self.dir / "tmp", 0o1777)
+        self.ip = self.agent.allocate_ip(self.uid)
+        create_pod_network(self.uid, self.ip)
+        self._prepare_volumes()
+        self.write_status()
+        while not self.delete_requested.is_set():
+            self._step()
+            self.write_status()
+            self.wake.wait(timeout=self._next_wakeup())
+            self.wake.clear()
+        self._terminate()
+
+    def _next_wakeup(self) -> float:
+        times = [c.next_start for c in self.containers if c.proc is None and c.next_start]
+        times += [c.next_probe for c in self.containers if c.proc is not None]
+        if not times:
+            return 1.0
+        return max(0.01, min(min(times) - time.monotonic(), 1.0))
+
+    def _step(self) -> None:
+        t = time.monotonic()
+        for c in self.containers:
+            if c.proc is not None:
+                code = c.proc.poll()
+                if code is not None:
+                    self._exited(c, code)
+                else:
+                    self._probe(c, t)
+            elif "terminated" not in c.state and t >= c.next_start:
+                self._start_container(c)
+        self._update_phase()
+
+    def _exited(self, c: ContainerRun, code: int) -> None:
+        finished = now()
+        terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                      "startedAt": c.started_at, "finishedAt": finished, "containerID": f"tycho://{self.uid}/{c.name}"}
+        c.proc = None
+        c.ready = False
+        restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
+        log.info("pod %s/%s: container %s exited with %s", self.namespace, self.name, c.name, code)
+        if restart:
+            c.last_state = {"terminated": terminated}
+            c.restarts += 1
+            c.state = {"waiting": {"reason": "CrashLoopBackOff",
+                                   "message": f"back-off {c.backoff:.0f}s restarting failed container={c.name} pod={self.name}_{self.namespace}({self.uid})"}}
+            self.event("BackOff", "Back-off restarting failed container", "Warning", c.name)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+        else:
+            c.state = {"terminated": terminated}
+
+    def _update_phase(self) -> None:
+        states = [c.state for c in self.containers]
+        if all("terminated" in s for s in states):
+            codes = [s["terminated"]["exitCode"] for s in states]
+            self.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        elif any(c.proc is not None or c.restarts for c in self.containers):
+            self.phase = "Running"
+
+    # -- starting containers
+
+    def _start_container(self, c: ContainerRun) -> None:
+        image = c.spec.get("image", "")
+        entry = self.agent.images.lookup(image)
+        if entry is None:
+            first = c.state.get("waiting", {}).get("reason") not in ("ErrImagePull", "ImagePullBackOff")
+            self.event("Pulling", f'Pulling image "{image}"', container=c.name)
+            message = f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found in the test bed image table'
+            self.event("Failed", f'Failed to pull image "{image}": {message}', "Warning", c.name)
+            self.event("Failed", "Error: ErrImagePull", "Warning", c.name)
+            if first:
+                c.state = {"waiting": {"reason": "ErrImagePull", "message": message}}
+            else:
+                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}
+                self.event("BackOff", f'Back-off pulling image "{image}"', "Normal", c.name)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            return
+        if not c.pulled:
+            self.event("Pulling", f'Pulling image "{image}"', container=c.name)
+            self.event("Pulled", f'Successfully pulled image "{image}" in 0s (test bed image table)', container=c.name)
+            c.pulled = True
+        try:
+            env = self._environment(c, entry)
+        except ConfigError as err:
+            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(err)}}
+            self.event("Failed", f"Error: {err}", "Warning", c.name)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            return
+        argv = entry.argv([expand(a, env) for a in c.spec.get("command") or []],
+                          [expand(a, env) for a in c.spec.get("args") or []])
+        if not argv:
+            c.state = {"waiting": {"reason": "CreateContainerError", "message": "no command specified"}}
+            return
+        uid, gid, groups = self._identity(c)
+        workdir = c.spec.get("workingDir") or entry.working_dir or str(self.dir / "home")
+        mounts = self._mounts(c, workdir)
+        env.setdefault("HOME", workdir if workdir in mounts else str(self.dir / "home"))
+        script = ["set -e"]
+        for target, source, readonly in mounts.values():
+            script.append(f"mkdir -p {shlex.quote(target)} 2>/dev/null || true")
+            script.append(f"mount --bind {shlex.quote(source)} {shlex.quote(target)}")
+            if readonly:
+                script.append(f"mount -o remount,bind,ro {shlex.quote(target)}")
+        script.append(f"cd {shlex.quote(workdir)}")
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}",
+                "--groups=" + ",".join(str(g) for g in groups) if groups else "--clear-groups",
+                "--inh-caps=-all", "--"] if uid != 0 else []
+        script.append('exec "$@"')
+        wrapper = ["ip", "netns", "exec", netns_name(self.uid), "unshare", "--mount", "--propagation", "private",
+                   "/bin/sh", "-c", "\n".join(script), "tycho-container", *drop, *argv]
+        logfile = open(self.logs / f"{c.name}.log", "ab")
+        try:
+            c.proc = subprocess.Popen(wrapper, env=env, stdout=logfile, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as err:
+            c.state = {"waiting": {"reason": "CreateContainerError", "message": str(err)}}
+            return
+        finally:
+            logfile.close()
+        (self.logs / f"{c.name}.pid").write_text(str(c.proc.pid))
+        c.started_at = now()
+        c.state = {"running": {"startedAt": c.started_at}}
+        c.ready = "readinessProbe" not in c.spec
+        probe = c.spec.get("readinessProbe") or {}
+        c.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
+        c.probe_ok = c.probe_fail = 0
+        self.event("Created", f"Created container {c.name}", container=c.name)
+        self.event("Started", f"Started container {c.name}", container=c.name)
+        log.info("pod %s/%s: started %s as uid %s: %s", self.namespace, self.name, c.name, uid, argv)
+
+    def _identity(self, c: ContainerRun) -> tuple[int, int, list[int]]:
+        psc = self.pod["spec"].get("securityContext") or {}
+        csc = c.spec.get("securityContext") or {}
+        uid = csc.get("runAsUser", psc.get("runAsUser", 0))
+        gid = csc.get("runAsGroup", psc.get("runAsGroup", uid if uid else 0))
+        groups = list(psc.get("supplementalGroups") or [])
+        if psc.get("fsGroup") is not None:
+            groups.append(psc["fsGroup"])
+        if (csc.get("runAsNonRoot") or psc.get("runAsNonRoot")) and uid == 0:
+            raise ConfigError("container has runAsNonRoot and image will run as root")
+        return int(uid), int(gid), sorted(set(int(g) for g in groups))
+
+    def _field(self, path: str) -> str:
+        meta, spec, status = self.pod["metadata"], self.pod["spec"], {"podIP": self.ip, "hostIP": GATEWAY}
+        simple = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
+                  "spec.nodeName": spec.get("nodeName", ""), "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+                  "status.podIP": status["podIP"], "status.hostIP": status["hostIP"]}
+        if path in simple:
+            return simple[path] or ""
+        m = re.match(r"metadata\.(labels|annotations)\['(.+)'\]$", path)
+        if m:
+            return (meta.get(m.group(1)) or {}).get(m.group(2), "")
+        raise ConfigError(f"unsupported fieldRef {path!r}")
+
+    def _keyed(self, kind: str, ref: dict) -> Optional[str]:
+        name, key, optional = ref.get("name"), ref.get("key"), ref.get("optional", False)
+        data = self.agent.read_keyed(kind, self.namespace, name)
+        if data is None:
+            if optional:
+                return None
+            raise ConfigError(f'{kind} "{name}" not found')
+        if key not in data:
+            if optional:
+                return None
+            raise ConfigError(f"couldn't find key {key} in {kind} {self.namespace}/{name}")
+        return data[key]
+
+    def _environment(self, c: ContainerRun, entry) -> dict:
+        env = {"PATH": pod_path(), "HOSTNAME": self.name}
+        env.update(dict(entry.env))
+        for source in c.spec.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                ref = source.get(key)
+                if ref:
+                    data = self.agent.read_keyed(kind, self.namespace, ref.get("name"))
+                    if data is None and not ref.get("optional"):
+                        raise ConfigError(f'{kind.lower()} "{ref.get("name")}" not found')
+                    for k, v in (data or {}).items():
+                        env[prefix + k] = v
+        for item in c.spec.get("env") or []:
+            name = item["name"]
+            if "valueFrom" in item:
+                vf = item["valueFrom"]
+                if "fieldRef" in vf:
+                    env[name] = self._field(vf["fieldRef"]["fieldPath"])
+                elif "secretKeyRef" in vf:
+                    value = self._keyed("Secret", vf["secretKeyRef"])
+                    if value is not None:
+                        env[name] = value
+                elif "configMapKeyRef" in vf:
+                    value = self._keyed("ConfigMap", vf["configMapKeyRef"])
+                    if value is not None:
+                        env[name] = value
+                elif "resourceFieldRef" in vf:
+                    env[name] = "0"
+            else:
+                env[name] = expand(item.get("value", ""), env)
+        return env
+
+    # -- volumes
+
+    def _prepare_volumes(self) -> None:
+        root = self.dir / "volumes"
+        root.mkdir(exist_ok=True)
+        self.volume_dirs: dict[str, Path] = {}
+        for volume in self.pod["spec"].get("volumes") or []:
+            path = root / volume["name"]
+            path.mkdir(exist_ok=True)
+            os.chmod(path, 0o777 if "emptyDir" in volume else 0o755)
+            fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
+            if "emptyDir" in volume and fs_group is not None:
+                os.chown(path, 0, int(fs_group))
+                os.chmod(path, 0o2777)
+            for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+                if key in volume:
+                    name = volume[key].get("name") or volume[key].get("secretName")
+                    for k, v in (self.agent.read_keyed(kind, self.namespace, name) or {}).items():
+                        (path / k).write_text(v)
+                        os.chmod(path / k, 0o644)
+            self.volume_dirs[volume["name"]] = path
+
+    def _mounts(self, c: ContainerRun, workdir: str) -> dict:
+        """target -> (target, source, readonly): volumes, a private /tmp, a private working dir."""
+        mounts = {"/tmp": ("/tmp", str(self.dir / "tmp"), False)}
+        if not workdir.startswith(str(self.dir)) and (not os.path.isdir(workdir) or workdir.startswith("/home/")):
+            # The image's working directory (e.g. /home/jovyan): the pod's own home, not the host's.
+            mounts[workdir] = (workdir, str(self.dir / "home"), False)
+        uid, gid, _ = self._identity(c)
+        os.chown(self.dir / "home", uid, gid)
+        for vm in c.spec.get("volumeMounts") or []:
+            source = self.volume_dirs.get(vm["name"])
+            if source is not None:
+                mounts[vm["mountPath"]] = (vm["mountPath"], str(source), bool(vm.get("readOnly")))
+        return mounts
+
+    # -- readiness
+
+    def _probe(self, c: ContainerRun, t: float) -> None:
+        probe = c.spec.get("readinessProbe")
+        if not probe or t < c.next_probe:
+            return
+        c.next_probe = t + float(probe.get("periodSeconds", 10))
+        ok = self._run_probe(probe)
+        if ok:
+            c.probe_ok += 1
+            c.probe_fail = 0
+            if c.probe_ok >= int(probe.get("successThreshold", 1)):
+                c.ready = True
+        else:
+            c.probe_fail += 1
+            c.probe_ok = 0
+            if c.probe_fail >= int(probe.get("failureThreshold", 3)) and c.ready:
+                c.ready = False
+                self.event("Unhealthy", "Readiness probe failed", "Warning", c.name)
+
+    def _port(self, port, c_ports=None) -> int:
+        if isinstance(port, int):
+            return port
+        for c in self.containers:
+            for p in c.spec.get("ports") or []:
+                if p.get("name") == port:
+                    return p["containerPort"]
+        return int(port)
+
+    def _run_probe(self, probe: dict) -> bool:
+        timeout = float(probe.get("timeoutSeconds", 1))
+        try:
+            if "tcpSocket" in probe:
+                with socket.create_connection((self.ip, self._port(probe["tcpSocket"]["port"])), timeout=timeout):
+                    return True
+            if "httpGet" in probe:
+                get = probe["httpGet"]
+                conn = http.client.HTTPConnection(self.ip, self._port(get["port"]), timeout=timeout)
+                try:
+                    conn.request("GET", get.get("path", "/"))
+                    return 200 <= conn.getresponse().status < 400
+                finally:
+                    conn.close()
+            if "exec" in probe:
+                done = subprocess.run(["ip", "netns", "exec", netns_name(self.uid), *probe["exec"]["command"]],
+                                      capture_output=True, timeout=timeout)
+                return done.returncode == 0
+        except (OSError, subprocess.TimeoutExpired, http.client.HTTPException):
+            return False
+        return False
+
+    # -- status
+
+    def status(self) -> dict:
+        ready = all(c.ready for c in self.containers) and self.phase == "Running"
+        conditions = [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": self.start_time},
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now()},
+            {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": now()},
+        ]
+        statuses = []
+        for c in self.containers:
+            entry = {"name": c.name, "image": c.spec.get("image", ""), "imageID": "", "ready": c.ready,
+                     "restartCount": c.restarts, "started": c.proc is not None, "state": c.state,
+                     "lastState": c.last_state}
+            if c.proc is not None or "terminated" in c.state:
+                entry["containerID"] = f"tycho://{self.uid}/{c.name}"
+            statuses.append(entry)
+        return {"phase": self.phase, "hostIP": GATEWAY, "podIP": self.ip, "podIPs": [{"ip": self.ip}],
+                "startTime": self.start_time, "conditions": conditions, "containerStatuses": statuses,
+                "qosClass": "Burstable"}
+
+    def write_status(self) -> None:
+        status = self.status()
+        # Transition times change on every call; compare without them to coalesce writes.
+        key = json.dumps({**status, "conditions": [(c["type"], c["status"]) for c in status["conditions"]]},
+                         sort_keys=True)
+        if key == self.last_status:
+            return
+        self.last_status = key
+        self.agent.patch_status(self.namespace, self.name, {"status": status})
+
+    # -- deletion
+
+    def _terminate(self) -> None:
+        grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
+        grace = 30 if grace is None else int(grace)
+        running = [c for c in self.containers if c.proc is not None]
+        for c in running:
+            self.event("Killing", f"Stopping container {c.name}", container=c.name)
+            try:
+                os.killpg(c.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(c.proc.poll() is None for c in running):
+            time.sleep(0.05)
+        for c in running:
+            if c.proc.poll() is None:
+                try:
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                c.proc.wait()
+        delete_pod_network(self.uid)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.agent.release_ip(self.uid)
+        self.agent.delete_pod(self.namespace, self.name, self.uid)
+        self.agent.forget(self.uid)
+        log.info("pod %s/%s: deleted", self.namespace, self.name)
+
+    def kill_now(self) -> None:
+        for c in self.containers:
+            if c.proc is not None and c.proc.poll() is None:
+                try:
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                c.proc.wait()
+        delete_pod_network(self.uid)
+
+
+# ------------------------------------------------------------------------------------ the agent
+
+
+class NodeAgent:
+    """Registers a Node, runs the pods bound to it, and reports on them."""
+
+    def __init__(self, kubeconfig: str, node: str, images: ImageTable, state_dir: Path,
+                 index: int = 1, qps: float = 100.0, cpu: str = "8", memory: str = "32Gi"):
+        from kubernetes import client, config
+
+        if os.geteuid() != 0:
+            raise SystemExit("tycho_testbed node: needs root (network and mount namespaces, "
+                             "running pod processes as their runAsUser). Run it as root.")
+        self.node = node
+        self.images = images
+        self.state_dir = Path(state_dir)
+        self.index = index
+        self.capacity = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        cfg.connection_pool_maxsize = 32
+        self.api = client.ApiClient(cfg)
+        self.core = client.CoreV1Api(self.api)
+        self.limiter = RateLimiter(qps)
+        self.workers: dict[str, PodWorker] = {}
+        self.ips: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.created_bridge = False
+
+    # -- API helpers (rate limited)
+
+    def call(self, fn, *args, **kwargs):
+        self.limiter.wait()
+        return fn(*args, **kwargs)
+
+    def event(self, pod: dict, reason: str, message: str, kind: str = "Normal", container: Optional[str] = None):
+        meta = pod["metadata"]
+        stamp = now()
+        body = {
+            "metadata": {"name": f"{meta['name']}.{os.urandom(8).hex()}", "namespace": meta["namespace"]},
+            "involvedObject": {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"],
+                               "uid": meta["uid"], "apiVersion": "v1",
+                               **({"fieldPath": f"spec.containers{{{container}}}"} if container else {})},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": "kubelet", "host": self.node},
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        }
+        try:
+            self.call(self.core.create_namespaced_event, meta["namespace"], body)
+        except Exception as err:  # events are best effort, as for a kubelet
+            log.debug("event %s for %s failed: %s", reason, meta["name"], err)
+
+    def patch_status(self, namespace: str, name: str, body: dict) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.call(self.core.patch_namespaced_pod_status, name, namespace, body)
+        except ApiException as err:
+            if err.status != 404:
+                log.warning("status of %s/%s: %s", namespace, name, err.reason)
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.call(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0,
+                      body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)))
+        except ApiException as err:
+            if err.status not in (404, 409):
+                log.warning("deleting %s/%s: %s", namespace, name, err.reason)
+
+    def read_keyed(self, kind: str, namespace: str, name: str) -> Optional[dict]:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            if kind == "Secret":
+                obj = self.call(self.core.read_namespaced_secret, name, namespace)
+                return {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
+            obj = self.call(self.core.read_namespaced_config_map, name, namespace)
+            return dict(obj.data or {})
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    # -- addresses
+
+    def allocate_ip(self, uid: str) -> str:
+        with self.lock:
+            if uid in self.ips:
+                return self.ips[uid]
+            used = set(self.ips.values())
+            for host in range(2, 255):
+                ip = f"10.213.{self.index}.{host}"
+                if ip not in used:
+                    self.ips[uid] = ip
+                    return ip
+        raise RuntimeError("no pod address left on this node")
+
+    def release_ip(self, uid: str) -> None:
+        with self.lock:
+            self.ips.pop(uid, None)
+
+    def forget(self, uid: str) -> None:
+        with self.lock:
+            self.workers.pop(uid, None)
+
+    # -- node
+
+    def register(self) -> None:
+        from kubernetes.client.rest import ApiException
+
+        body = {"metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node,
+                                                          "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                                                          "tycho-testbed/node": "true"}},
+                "spec": {"podCIDR": f"10.213.{self.index}.0/24"}}
+        try:
+            self.call(self.core.create_node, body)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        self.heartbeat()
+        node = self.call(self.core.read_node, self.node)
+        taints = [t for t in (node.spec.taints or []) if t.key != "node.kubernetes.io/not-ready"]
+        self.call(self.core.patch_node, self.node, {"spec": {"taints": [t.to_dict() for t in taints] or None}})
+
+    def heartbeat(self, ready: bool = True) -> None:
+        stamp = now()
+        conditions = [{"type": "Ready", "status": "True" if ready else "False",
+                       "reason": "KubeletReady" if ready else "KubeletStopped",
+                       "message": "tycho test bed node agent" + (" is posting ready status" if ready else " stopped"),
+                       "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}]
+        for kind in ("MemoryPressure", "DiskPressure", "PIDPressure"):
+            conditions.append({"type": kind, "status": "False", "reason": f"KubeletHasNo{kind}",
+                               "lastHeartbeatTime": stamp, "lastTransitionTime": stamp})
+        status = {"conditions": conditions, "capacity": self.capacity, "allocatable": self.capacity,
+                  "addresses": [{"type": "InternalIP", "address": GATEWAY}, {"type": "Hostname", "address": self.node}],
+                  "nodeInfo": {"kubeletVersion": "v1.20.2-tycho-testbed", "operatingSystem": "linux",
+                               "architecture": "amd64", "containerRuntimeVersion": "tycho://local-processes",
+                               "osImage": "Debian (tycho test bed)", "kernelVersion": os.uname().release,
+                               "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}}
+        self.call(self.core.patch_node_status, self.node, {"status": status})
+
+    def _heartbeats(self) -> None:
+        while not self.stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                self.heartbeat()
+            except Exception as err:
+                log.warning("heartbeat failed: %s", err)
+
+    # -- preflight
+
+    @staticmethod
+    def preflight() -> None:
+        """Let pod users (non-root) run this environment's Python: traverse rights on its parents."""
+        path = Path(sys.executable).resolve()
+        for parent in list(path.parents)[:-1]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o001)
+                log.warning("granted traverse (o+x) on %s so pod users can run %s", parent, path)
+
+    # -- main loop
+
+    def _reconcile_leftovers(self) -> None:
+        """Kill processes of pods from an earlier run of this agent (pid files in the state dir)."""
+        pods_dir = self.state_dir / "pods"
+        if not pods_dir.exists():
+            return
+        for pid_file in pods_dir.glob("*/*.pid"):
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError, PermissionError):
+                pass
+            pid_file.unlink(missing_ok=True)
+        for d in pods_dir.iterdir():
+            uid = d.name.rsplit("_", 1)[-1]
+            delete_pod_network(uid)
+
+    def handle(self, kind: str, pod: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        with self.lock:
+            worker = self.workers.get(uid)
+            if kind == "DELETED":
+                if worker:
+                    worker.delete_requested.set()
+                    worker.wake.set()
+                return
+            if worker is None:
+                if pod["metadata"].get("deletionTimestamp") and not pod.get("status", {}).get("podIP"):
+                    # Deleted before we ever started it.
+                    threading.Thread(target=self.delete_pod, args=(pod["metadata"]["namespace"],
+                                                                   pod["metadata"]["name"], uid), daemon=True).start()
+                    return
+                if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") and uid not in self.workers:
+                    return
+                worker = PodWorker(self, pod)
+                self.workers[uid] = worker
+                worker.start()
+                return
+        worker.update(pod)
+
+    def run(self) -> int:
+        from kubernetes import watch
+        from kubernetes.client.rest import ApiException
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.preflight()
+        self.created_bridge = ensure_bridge()
+        self._reconcile_leftovers()
+        self.register()
+        threading.Thread(target=self._heartbeats, daemon=True, name="heartbeat").start()
+        log.info("node %s ready (pods on 10.213.%s.0/24)", self.node, self.index)
+        selector = f"spec.nodeName={self.node}"
+        while not self.stopping.is_set():
+            try:
+                listing = self.call(self.core.list_pod_for_all_namespaces, field_selector=selector)
+                for pod in listing.items:
+                    self.handle("ADDED", self.api.sanitize_for_serialization(pod))
+                rv = listing.metadata.resource_version
+                w = watch.Watch()
+                for ev in w.stream(self.core.list_pod_for_all_namespaces, field_selector=selector,
+                                   resource_version=rv, timeout_seconds=60, _request_timeout=90):
+                    if self.stopping.is_set():
+                        w.stop()
+                        break
+                    self.handle(ev["type"], ev["raw_object"])
+            except ApiException as err:
+                if self.stopping.is_set():
+                    break
+                log.warning("watch: %s, relisting", err.reason)
+                time.sleep(0.5)
+            except Exception as err:
+                if self.stopping.is_set():
+                    break
+                log.warning("watch failed: %s, relisting", err)
+                time.sleep(0.5)
+        return 0
+
+    def shutdown(self) -> None:
+        """Kill every pod's processes, remove namespaces, mark the Node NotReady."""
+        self.stopping.set()
+        with self.lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.kill_now()
+        try:
+            self.heartbeat(ready=False)
+        except Exception:
+            pass
+        if self.created_bridge and not bridge_ports():
+            sh("ip", "link", "del", BRIDGE, check=False)
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of a user allowed to manage nodes and pods")
+    parser.add_argument("--node", default="tycho-node-1", help="Node name (default: tycho-node-1)")
+    parser.add_argument("--index", type=int, default=None,
+                        help="node number 1-250: pod IPs are 10.213.INDEX.x (default: from the name's last number)")
+    parser.add_argument("--images", help="image table YAML (default: the packaged default-images.yaml)")
+    parser.add_argument("--state-dir", required=True, help="directory for pod volumes, homes and logs")
+    parser.add_argument("--kube-api-qps", type=float, default=100.0,
+                        help="the agent's API request rate limit (a kubelet's default is 5); 0: none")
+    parser.add_argument("--cpu", default="8", help="cpu capacity the Node reports")
+    parser.add_argument("--memory", default="32Gi", help="memory capacity the Node reports")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def run_node(args) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    index = args.index
+    if index is None:
+        m = re.search(r"(\d+)$", args.node)
+        index = int(m.group(1)) if m else 1
+    agent = NodeAgent(args.kubeconfig, args.node, ImageTable.load(args.images), Path(args.state_dir),
+                      index=index, qps=args.kube_api_qps, cpu=args.cpu, memory=args.memory)
+
+    def on_signal(signum, frame):
+        log.info("signal %s: shutting down", signum)
+        agent.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner = threading.Thread(target=agent.run, daemon=True, name="watch")
+    runner.start()
+    while not agent.stopping.wait(0.5):
+        if not runner.is_alive():
+            break
+    agent.shutdown()
+    return 0

@@ -1,0 +1,122 @@
+"""pytest fixtures for the test bed (registered as the ``tycho_testbed`` pytest11 plugin).
+
+* ``control_plane`` (session): a real control plane in a temporary directory, stopped at the
+  end. With ``TYCHO_TESTBED_KUBECONFIG`` set, an already running cluster is used instead
+  (``bin/stage cluster up``; then the fixture neither starts nor stops anything).
+* ``testbed_images`` (session): the image table the node agent runs with; override it in a
+  ``conftest.py`` to map more images to local programs.
+* ``node_agent`` (session): one node agent (``tycho-node-1``) as a subprocess, Ready.
+* ``kube_namespace`` (function): a fresh namespace, deleted afterwards.
+
+Nothing here skips: if the binaries are missing they are built (the build script installs its
+own Debian packages); if that fails, the tests error.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: runs against the local Kubernetes test bed")
+
+
+class _External:
+    """A cluster started elsewhere: only its kubeconfig is known."""
+
+    def __init__(self, kubeconfig: str):
+        self.kubeconfig_path = Path(kubeconfig)
+
+    def api_client(self):
+        from kubernetes import config
+
+        return config.new_client_from_config(str(self.kubeconfig_path))
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    external = os.environ.get("TYCHO_TESTBED_KUBECONFIG")
+    if external:
+        yield _External(external)
+        return
+    from .cluster import ControlPlane, ControlPlaneConfig
+
+    plane = ControlPlane(ControlPlaneConfig(state_dir=tmp_path_factory.mktemp("control-plane")))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def testbed_images():
+    """Path of the image table for the node agent (default: the packaged table)."""
+    from .images import DEFAULT_TABLE
+
+    return DEFAULT_TABLE
+
+
+@pytest.fixture(scope="session")
+def node_agent(control_plane, testbed_images, tmp_path_factory):
+    from .__main__ import start_node, wait_node_ready
+
+    if os.environ.get("TYCHO_TESTBED_KUBECONFIG"):
+        yield "tycho-node-1"
+        return
+    state = tmp_path_factory.mktemp("node")
+    proc = start_node(control_plane.kubeconfig_path, "tycho-node-1", state, testbed_images, state / "agent.log")
+    try:
+        try:
+            wait_node_ready(control_plane.api_client(), "tycho-node-1", timeout=60)
+        except TimeoutError:
+            raise RuntimeError(f"node agent not ready; its log:\n{(state / 'agent.log').read_text()[-4000:]}")
+        node = NodeHandle("tycho-node-1", state, proc)
+        yield node
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            proc.kill()
+            proc.wait()
+
+
+class NodeHandle(str):
+    """The node's name (a str), with where its logs are."""
+
+    def __new__(cls, name, state_dir, proc):
+        obj = super().__new__(cls, name)
+        obj.state_dir = Path(state_dir)
+        obj.proc = proc
+        return obj
+
+    def container_log(self, namespace: str, pod: str, container: str) -> str:
+        for d in (self.state_dir / "pods").glob(f"{namespace}_{pod}_*"):
+            path = d / f"{container}.log"
+            if path.exists():
+                return path.read_text(errors="replace")
+        return ""
+
+
+@pytest.fixture
+def kube_namespace(control_plane):
+    from kubernetes import client
+
+    api = client.CoreV1Api(control_plane.api_client())
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        api.delete_namespace(name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # pods first: the node agent finishes their deletion
+            if not api.list_namespaced_pod(name).items:
+                break
+            time.sleep(0.2)
