@@ -40,11 +40,15 @@ class _External:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory):
+    from .cluster import ControlPlane, ControlPlaneConfig
+
     external = os.environ.get("TYCHO_TESTBED_KUBECONFIG")
     if external:
-        yield _External(external)
+        state = Path(external).parent
+        # A test bed of `bin/stage cluster up` keeps its certificates and tokens beside the
+        # kubeconfig: the full ControlPlane API (service-account kubeconfigs) works on it.
+        yield ControlPlane(ControlPlaneConfig(state_dir=state)) if (state / "cluster.json").exists() else _External(external)
         return
-    from .cluster import ControlPlane, ControlPlaneConfig
 
     plane = ControlPlane(ControlPlaneConfig(state_dir=tmp_path_factory.mktemp("control-plane")))
     plane.start()
@@ -66,8 +70,9 @@ def testbed_images():
 def node_agent(control_plane, testbed_images, tmp_path_factory):
     from .__main__ import start_node, wait_node_ready
 
-    if os.environ.get("TYCHO_TESTBED_KUBECONFIG"):
-        yield "tycho-node-1"
+    external = os.environ.get("TYCHO_TESTBED_KUBECONFIG")
+    if external:
+        yield NodeHandle("tycho-node-1", Path(external).parent.parent / "node-state" / "tycho-node-1", None)
         return
     state = tmp_path_factory.mktemp("node")
     proc = start_node(control_plane.kubeconfig_path, "tycho-node-1", state, testbed_images, state / "agent.log")

@@ -109,7 +109,10 @@ async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
         await app.stop()
         from kubespawner import KubeSpawner
 
-        await KubeSpawner._stop_all_reflectors()
+        try:
+            await KubeSpawner._stop_all_reflectors()
+        except asyncio.CancelledError:
+            pass  # the watch tasks end by cancellation; awaiting them re-raises it
         os.chdir(cwd)
 
 

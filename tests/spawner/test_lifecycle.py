@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
 import requests
-from jupyterhub.tests.utils import add_user, api_request, auth_header, public_url
+from jupyterhub.tests.utils import add_user, api_request, auth_header, public_host, public_url
 from kubernetes import client
 
 from tycho_spawner.render import SERVER_LABEL, selector_value
@@ -24,14 +25,24 @@ pytestmark = pytest.mark.cluster
 JUPYTER_PROFILES = ["base", "minimal", "scipy", "datascience", "r", "pyspark"]
 
 
+def _server_url(app, spawner, path):
+    """The server's public URL through the hub's proxy."""
+    return public_host(app) + spawner.server.base_url + path
+
+
 def _user(app, name):
     add_user(app.db, app, name=name)
     return app.users[name]
 
 
 async def _start(app, username, server, options):
-    r = await api_request(app, "users", username, "servers", server, method="post", data=json.dumps(options))
-    return r
+    path = ("users", username, "servers", server) if server else ("users", username, "server")
+    return await api_request(app, *path, method="post", data=json.dumps(options))
+
+
+async def _stop(app, username, server):
+    path = ("users", username, "servers", server) if server else ("users", username, "server")
+    return await api_request(app, *path, method="delete")
 
 
 def _objects(control_plane, app, spawner):
@@ -72,7 +83,7 @@ async def test_jupyter_profile_starts_answers_and_stops_clean(hub, control_plane
         assert (owner.kind, owner.name, owner.uid) == ("Pod", pod.metadata.name, pod.metadata.uid)
 
     # The server answers through the hub's proxy, to its owner's token.
-    url = public_url(hub, spawner.server) + "api/status"
+    url = _server_url(hub, spawner, "api/status")
     answer = await asyncio.to_thread(requests.get, url, headers=auth_header(hub.db, user.name), timeout=30)
     assert answer.status_code == 200, answer.text
     assert "started" in answer.json()
@@ -99,7 +110,7 @@ async def test_named_servers_run_side_by_side(hub, control_plane):
     second = await wait_for_spawn(hub, user, "plain")
     assert first.pod_name != second.pod_name
     for spawner in (first, second):
-        url = public_url(hub, spawner.server) + "api/status"
+        url = _server_url(hub, spawner, "api/status")
         answer = await asyncio.to_thread(requests.get, url, headers=auth_header(hub.db, user.name), timeout=30)
         assert answer.status_code == 200
         pod = client.CoreV1Api(control_plane.api_client()).read_namespaced_pod(spawner.pod_name, spawner.namespace)
@@ -131,19 +142,28 @@ async def test_bad_options_get_400_and_create_nothing(hub, control_plane, option
     assert _objects(control_plane, hub, spawner) == []
 
 
+def _browser_login(app, name):
+    """A requests session logged in through the hub's login form, as a browser would be."""
+    session = requests.Session()
+    login = public_url(app, path="hub/login")
+    page = session.get(login, timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = session.post(login, data={"username": name, "password": name, "_xsrf": xsrf}, timeout=30)
+    assert r.status_code == 200, r.status_code
+    return session
+
+
 async def test_tampered_form_gets_400_and_creates_nothing(hub, control_plane):
     user = _user(hub, "formuser")
     spawner = user.spawners[""]
+    session = await asyncio.to_thread(_browser_login, hub, user.name)
     url = public_url(hub, path="hub/spawn/formuser")
-    headers = auth_header(hub.db, user.name)
-    page = await asyncio.to_thread(requests.get, url, headers=headers, timeout=30)
+    page = await asyncio.to_thread(session.get, url, timeout=30)
     assert page.status_code == 200
     assert 'name="profile"' in page.text and 'value="rstudio"' in page.text
-    xsrf = page.cookies.get("_xsrf")
+    xsrf = re.search(r'xsrf_token: "([^"]+)"', page.text).group(1)
     form = {"profile": "scipy", "scipy.size": "small", "scipy.image": "evil/image", "_xsrf": xsrf}
-    r = await asyncio.to_thread(
-        requests.post, url, data=form, headers=headers, cookies=page.cookies, timeout=30, allow_redirects=False
-    )
+    r = await asyncio.to_thread(session.post, url, data=form, timeout=30, allow_redirects=False)
     assert r.status_code == 400
     assert "unexpected form field" in r.text
     assert not spawner.active
@@ -175,7 +195,7 @@ async def test_poll_reports_the_exit_code_of_a_crashed_app(hub, control_plane):
         await spawner.pod_reflector.changed(spawner._pod_key, 1.0)
         status = await spawner.poll()
     assert status == 3
-    await api_request(hub, "users", user.name, "servers", "", method="delete")
+    await _stop(hub, user.name, "")
 
 
 async def test_a_restarted_hub_finds_the_running_pod(hub, control_plane):
@@ -196,19 +216,22 @@ async def test_a_restarted_hub_finds_the_running_pod(hub, control_plane):
     await fresh.stop(now=True)
     assert await fresh.poll() == 1
     assert await _wait_gone(control_plane, hub, spawner) == []
-    await api_request(hub, "users", user.name, "servers", "", method="delete")
+    await _stop(hub, user.name, "")
 
 
 async def test_progress_tells_the_user_what_is_happening(hub, control_plane):
     user = _user(hub, "watcher")
-    await _start(hub, user.name, "", {"profile": "scipy"})
+    request = asyncio.ensure_future(_start(hub, user.name, "", {"profile": "scipy"}))
     spawner = user.spawners[""]
+    while not spawner.pending:
+        await asyncio.sleep(0.01)
     messages = []
     async for event in spawner._generate_progress():
         messages.append(event["message"])
+    assert (await request).status_code in (201, 202)
     await wait_for_spawn(hub, user, "")
     text = "\n".join(messages)
     assert "Scheduled on node" in text
     assert "ulling image" in text  # the node's own "Pulling image ..." event
     assert "Started container notebook" in text
-    await api_request(hub, "users", user.name, "servers", "", method="delete")
+    await _stop(hub, user.name, "")

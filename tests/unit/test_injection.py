@@ -155,9 +155,14 @@ def env_of(container: dict) -> dict:
     return {e["name"]: e["value"] for e in container.get("env") or []}
 
 
+@lru_cache(maxsize=1)
+def packaged_templates():
+    return template_environment()
+
+
 def render(profile: str, user: str, server_name: str) -> list[dict]:
     system = builtin().select({"profile": profile}).system()
-    return render_all(system, make_server(user, server_name), template_environment())
+    return render_all(system, make_server(user, server_name), packaged_templates())
 
 
 @lru_cache(maxsize=None)
@@ -166,56 +171,90 @@ def baseline_shape(profile: str, named: bool):
 
 
 def auth_container(pod: dict, profile: str) -> dict:
-    name = "gate" if builtin().get(profile).system({}).auth == "gate" else "notebook"
+    name = "gate" if builtin().select({"profile": profile}).system().auth == "gate" else "notebook"
     (container,) = [c for c in pod["spec"]["containers"] if c["name"] == name]
     return container
 
 
 def served_container(pod: dict, profile: str) -> dict:
-    name = builtin().get(profile).system({}).serve.container
+    name = builtin().select({"profile": profile}).system().serve.container
     (container,) = [c for c in pod["spec"]["containers"] if c["name"] == name]
     return container
 
 
-@pytest.mark.parametrize("profile", ["base", "rstudio"])
+def check_values_arrive(objects: list[dict], profile: str, user: str, server_name: str) -> None:
+    pod = objects[0]
+    env = env_of(auth_container(pod, profile))
+    assert env["JUPYTERHUB_USER"] == user
+    assert env["JUPYTERHUB_SERVER_NAME"] == server_name
+    assert env["JUPYTERHUB_API_TOKEN"] == user + server_name
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{user}/{server_name}"
+    assert env_of(served_container(pod, profile))["SITE_USER"] == user
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["hub.jupyter.org/username"] == user
+    if server_name:
+        assert annotations["hub.jupyter.org/servername"] == server_name
+    else:
+        assert "hub.jupyter.org/servername" not in annotations
+
+
 @pytest.mark.parametrize("value", HOSTILE, ids=lambda v: repr(v)[:40])
-def test_hostile_user_and_server_names_change_nothing_but_the_values(profile, value):
-    for user, server_name in ((value, ""), ("alice", value), (value, value)):
+def test_hostile_names_change_nothing_but_the_values(value):
+    # a Jupyter app on the default server, and a gated app on a named server of the same name
+    for profile, user, server_name in (("base", value, ""), ("rstudio", value, value)):
         objects = render(profile, user, server_name)
         assert len(objects) == 3
         assert shape(objects) == baseline_shape(profile, bool(server_name)), (user, server_name)
-        pod = objects[0]
-        env = env_of(auth_container(pod, profile))
-        assert env["JUPYTERHUB_USER"] == user
-        assert env["JUPYTERHUB_SERVER_NAME"] == server_name
-        assert env["JUPYTERHUB_API_TOKEN"] == user + server_name
-        assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{user}/{server_name}"
-        assert env_of(served_container(pod, profile))["SITE_USER"] == user
-        annotations = pod["metadata"]["annotations"]
-        assert annotations["hub.jupyter.org/username"] == user
-        if server_name:
-            assert annotations["hub.jupyter.org/servername"] == server_name
+        check_values_arrive(objects, profile, user, server_name)
         # template code in a value is never evaluated
         if "7*7" in value:
             assert "49" not in list(strings(objects))
         if "{{ server.name }}" in value:
-            assert pod["metadata"]["name"] not in env.values()
+            assert objects[0]["metadata"]["name"] not in list(strings(objects[0]["spec"]))
 
 
-@pytest.mark.parametrize("value", HOSTILE + YAML_LINE_BREAKS, ids=lambda v: repr(v)[:40])
+@lru_cache(maxsize=1)
+def cli_baseline_shape():
+    import contextlib
+    import io
+
+    from tycho_spawner import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["render", "nginx", "--user", "alice", "--server", "srv"]) == 0
+    return shape(list(yaml.safe_load_all(out.getvalue())))
+
+
+CLI_SAMPLE = [
+    "alice\nkind: Secret",
+    "{{ 7*7 }}",
+    "{% raw %}",
+    "---",
+    "a\n---\nkind: Secret\n",
+    "&a x\nb: *a",
+    '"\n' * 500,
+    "日本語のユーザー",
+    "\x00nul",
+    "yes",
+] + YAML_LINE_BREAKS
+
+
+@pytest.mark.parametrize("value", CLI_SAMPLE, ids=lambda v: repr(v)[:40])
 def test_tycho_render_output_round_trips_hostile_names(value, capsys):
-    """What `tycho render --user VALUE --server VALUE` prints reads back as the same objects."""
+    """What `tycho render --user VALUE --server VALUE` prints reads back as the same names."""
     from tycho_spawner import cli
 
     capsys.readouterr()
-    assert cli.main(["render", "nginx", "--user", value, "--server", value]) == 0
+    assert cli.main(["render", "nginx", f"--user={value}", f"--server={value}"]) == 0
     out = capsys.readouterr().out
     docs = list(yaml.safe_load_all(out))
-    assert len(docs) == 3
     assert [d["kind"] for d in docs] == ["Pod", "Service", "NetworkPolicy"]
     annotations = docs[0]["metadata"]["annotations"]
     assert annotations == {"hub.jupyter.org/username": value, "hub.jupyter.org/servername": value}
-    assert shape(docs) == shape(list(yaml.safe_load_all(yaml.safe_dump_all(render("nginx", "alice", "srv")))))
+    assert shape(docs) == cli_baseline_shape()
+    assert "49" not in list(strings(docs))
+    assert out.startswith("---\n") and out.count("\n---\n") == 2
 
 
 def test_values_cannot_add_keys_anywhere():

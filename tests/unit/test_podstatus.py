@@ -1,0 +1,373 @@
+"""Reading pod status like a person: fail fast with Kubernetes' own reason, or keep waiting.
+
+The pod dicts below have the shapes the Kubernetes API returns (camelCase, as a watch delivers
+them), trimmed to the fields that matter.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tycho_spawner.podstatus import (
+    DEFAULT_FATAL_REASONS,
+    FAILED,
+    MISSING,
+    PENDING,
+    READY,
+    Verdict,
+    assess,
+    exit_status,
+)
+
+IMAGE = "quay.io/jupyter/scipy-notebook:2026-05-31"
+
+
+def pod(phase="Pending", conditions=(), statuses=(), init_statuses=None, uid="7b1e6f3c-0c4e-4f52-9a4c-1f6d3e0a9b21",
+        node="node-1", pod_ip=None, deletion=None, reason=None, message=None) -> dict:
+    metadata = {
+        "name": "jupyter-alice",
+        "namespace": "jhub",
+        "resourceVersion": "1234",
+        "creationTimestamp": "2026-06-01T10:00:00Z",
+        "labels": {"component": "singleuser-server"},
+    }
+    if uid:
+        metadata["uid"] = uid
+    if deletion:
+        metadata["deletionTimestamp"] = deletion
+        metadata["deletionGracePeriodSeconds"] = 30
+    status = {"phase": phase, "qosClass": "Burstable"}
+    if conditions:
+        status["conditions"] = list(conditions)
+    if statuses:
+        status["containerStatuses"] = list(statuses)
+    if init_statuses:
+        status["initContainerStatuses"] = list(init_statuses)
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+        status["hostIP"] = "10.0.0.5"
+    if reason:
+        status["reason"] = reason
+    if message:
+        status["message"] = message
+    spec = {"containers": [{"name": "notebook", "image": IMAGE}], "restartPolicy": "OnFailure"}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status}
+
+
+def condition(type_, status="True", reason=None, message=None) -> dict:
+    out = {"type": type_, "status": status, "lastProbeTime": None, "lastTransitionTime": "2026-06-01T10:00:01Z"}
+    if reason:
+        out["reason"] = reason
+    if message:
+        out["message"] = message
+    return out
+
+
+SCHEDULED = condition("PodScheduled")
+
+
+def cstatus(name="notebook", state=None, last=None, ready=False, restarts=0, image=IMAGE, started=None) -> dict:
+    out = {
+        "name": name,
+        "image": image,
+        "imageID": "" if not (state or {}).get("running") else f"{image}@sha256:abc",
+        "ready": ready,
+        "restartCount": restarts,
+        "state": state or {"waiting": {"reason": "ContainerCreating"}},
+        "lastState": last or {},
+    }
+    if started is not None:
+        out["started"] = started
+    return out
+
+
+def waiting(reason, message=None) -> dict:
+    w = {"reason": reason}
+    if message:
+        w["message"] = message
+    return {"waiting": w}
+
+
+def terminated(code, reason="Error", message=None) -> dict:
+    t = {
+        "exitCode": code,
+        "reason": reason,
+        "startedAt": "2026-06-01T10:00:05Z",
+        "finishedAt": "2026-06-01T10:00:06Z",
+        "containerID": "containerd://0123",
+    }
+    if message:
+        t["message"] = message
+    return {"terminated": t}
+
+
+RUNNING = {"running": {"startedAt": "2026-06-01T10:00:05Z"}}
+
+
+# --------------------------------------------------------------------------- fatal reasons
+
+
+def test_err_image_pull_fails_with_the_image_and_kubernetes_message():
+    p = pod(
+        conditions=[SCHEDULED, condition("Ready", "False", "ContainersNotReady")],
+        statuses=[cstatus(state=waiting("ErrImagePull", f'failed to pull and unpack image "{IMAGE}": not found'))],
+    )
+    verdict = assess(p)
+    assert verdict.state == FAILED
+    assert verdict.reason == "ErrImagePull"
+    assert verdict.message == (
+        f"ErrImagePull: image '{IMAGE}' cannot be pulled: "
+        f'failed to pull and unpack image "{IMAGE}": not found'
+    )
+    assert exit_status(p) is None, "the pod itself has not stopped"
+
+
+def test_image_pull_backoff_fails():
+    p = pod(conditions=[SCHEDULED], statuses=[cstatus(state=waiting("ImagePullBackOff", f'Back-off pulling image "{IMAGE}"'))])
+    verdict = assess(p)
+    assert (verdict.state, verdict.reason) == (FAILED, "ImagePullBackOff")
+    assert IMAGE in verdict.message and "Back-off pulling image" in verdict.message
+
+
+def test_image_pull_failure_without_message():
+    p = pod(conditions=[SCHEDULED], statuses=[cstatus(state=waiting("InvalidImageName"))])
+    assert assess(p).message == f"InvalidImageName: image '{IMAGE}' cannot be pulled"
+
+
+def test_create_container_config_error_names_the_container():
+    p = pod(
+        conditions=[SCHEDULED],
+        statuses=[cstatus(name="gate", state=waiting("CreateContainerConfigError", 'secret "hub-token" not found'))],
+    )
+    verdict = assess(p)
+    assert verdict == Verdict(
+        FAILED, "CreateContainerConfigError: container 'gate': secret \"hub-token\" not found", "CreateContainerConfigError"
+    )
+
+
+def test_crash_loop_back_off_reports_the_last_exit_code():
+    p = pod(
+        phase="Running",
+        conditions=[SCHEDULED, condition("Ready", "False", "ContainersNotReady")],
+        pod_ip="10.244.0.12",
+        statuses=[
+            cstatus(
+                state=waiting("CrashLoopBackOff", "back-off 20s restarting failed container=notebook"),
+                last=terminated(2, "Error"),
+                restarts=3,
+            )
+        ],
+    )
+    verdict = assess(p)
+    assert verdict.state == FAILED and verdict.reason == "CrashLoopBackOff"
+    assert verdict.message == "CrashLoopBackOff: container 'notebook' error with exit code 2"
+    assert exit_status(p) == 2
+
+
+def test_crash_loop_back_off_with_termination_message():
+    p = pod(
+        phase="Running",
+        statuses=[cstatus(state=waiting("CrashLoopBackOff"), last=terminated(137, "OOMKilled", "out of memory"))],
+    )
+    verdict = assess(p)
+    assert "OOMKilled with exit code 137: out of memory" in verdict.message
+    assert exit_status(p) == 137
+
+
+def test_crash_loop_back_off_without_last_state():
+    p = pod(phase="Running", statuses=[cstatus(state=waiting("CrashLoopBackOff", "back-off 10s"))])
+    assert assess(p).message == "CrashLoopBackOff: container 'notebook': back-off 10s"
+    assert exit_status(p) == 1
+
+
+def test_a_failing_sidecar_fails_the_start_too():
+    p = pod(
+        phase="Pending",
+        conditions=[SCHEDULED],
+        statuses=[
+            cstatus(name="gate", state=waiting("ErrImagePull", "manifest unknown"), image="ghcr.io/x/gate:0"),
+            cstatus(name="rstudio", state=RUNNING, ready=False),
+        ],
+    )
+    verdict = assess(p)
+    assert verdict.state == FAILED and "ghcr.io/x/gate:0" in verdict.message
+
+
+def test_init_container_failures_count():
+    p = pod(
+        conditions=[SCHEDULED],
+        init_statuses=[cstatus(name="setup", state=waiting("CrashLoopBackOff"), last=terminated(1))],
+        statuses=[cstatus(state=waiting("PodInitializing"))],
+    )
+    verdict = assess(p)
+    assert verdict.state == FAILED and "container 'setup' error with exit code 1" in verdict.message
+
+
+def test_fatal_reasons_can_be_tuned():
+    p = pod(phase="Running", statuses=[cstatus(state=waiting("CrashLoopBackOff"), last=terminated(1))])
+    assert assess(p).state == FAILED
+    assert assess(p, fatal_reasons=("ErrImagePull",)).state == PENDING
+    p = pod(conditions=[SCHEDULED], statuses=[cstatus(state=waiting("ContainerCreating"))])
+    assert assess(p, fatal_reasons=DEFAULT_FATAL_REASONS + ("ContainerCreating",)).state == FAILED
+
+
+@pytest.mark.parametrize("reason", ["ContainerCreating", "PodInitializing"])
+def test_ordinary_waiting_reasons_keep_waiting(reason):
+    p = pod(conditions=[SCHEDULED], statuses=[cstatus(state=waiting(reason))])
+    verdict = assess(p)
+    assert verdict.state == PENDING
+    assert verdict.message == "starting containers on node-1"
+    assert exit_status(p) is None
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+UNSCHEDULABLE = condition(
+    "PodScheduled", "False", "Unschedulable", "0/3 nodes are available: 3 Insufficient memory."
+)
+
+
+def test_unschedulable_is_fatal_by_default():
+    p = pod(conditions=[UNSCHEDULABLE], node=None)
+    verdict = assess(p)
+    assert verdict == Verdict(
+        FAILED,
+        "no node can run this server (Unschedulable): 0/3 nodes are available: 3 Insufficient memory.",
+        "Unschedulable",
+    )
+    assert exit_status(p) is None
+
+
+def test_unschedulable_waits_when_an_autoscaler_may_add_a_node():
+    verdict = assess(pod(conditions=[UNSCHEDULABLE], node=None), unschedulable_is_fatal=False)
+    assert verdict.state == PENDING
+    assert verdict.message == "waiting for a node (Unschedulable): 0/3 nodes are available: 3 Insufficient memory."
+
+
+def test_not_yet_scheduled_is_pending():
+    p = pod(node=None)
+    assert assess(p) == Verdict(PENDING, "waiting for a node")
+
+
+def test_scheduling_gated_is_not_unschedulable():
+    p = pod(node=None, conditions=[condition("PodScheduled", "False", "SchedulingGated")])
+    assert assess(p).state == PENDING
+
+
+def test_pod_without_uid_is_being_created():
+    assert assess(pod(uid=None, node=None)) == Verdict(PENDING, "creating the pod")
+
+
+# --------------------------------------------------------------------------- running
+
+
+def test_running_and_ready():
+    p = pod(
+        phase="Running",
+        pod_ip="10.244.0.12",
+        conditions=[SCHEDULED, condition("Initialized"), condition("ContainersReady"), condition("Ready")],
+        statuses=[cstatus(state=RUNNING, ready=True, started=True)],
+    )
+    assert assess(p) == Verdict(READY, "ready")
+    assert exit_status(p) is None
+
+
+def test_running_but_not_ready_waits_naming_the_container():
+    p = pod(
+        phase="Running",
+        pod_ip="10.244.0.12",
+        conditions=[SCHEDULED, condition("Ready", "False", "ContainersNotReady", "containers with unready status: [rstudio]")],
+        statuses=[
+            cstatus(name="gate", state=RUNNING, ready=True, started=True),
+            cstatus(name="rstudio", state=RUNNING, ready=False, started=True),
+        ],
+    )
+    verdict = assess(p)
+    assert verdict == Verdict(PENDING, "waiting for rstudio to answer")
+    assert exit_status(p) is None
+
+
+def test_ready_needs_every_container():
+    p = pod(
+        phase="Running",
+        pod_ip="10.244.0.12",
+        conditions=[SCHEDULED],
+        statuses=[
+            cstatus(name="gate", state=RUNNING, ready=True),
+            cstatus(name="rstudio", state=waiting("ContainerCreating")),
+        ],
+    )
+    assert assess(p).state == PENDING
+
+
+def test_ready_needs_a_pod_ip():
+    p = pod(phase="Running", conditions=[SCHEDULED], statuses=[cstatus(state=RUNNING, ready=True)])
+    assert assess(p).state == PENDING
+
+
+# --------------------------------------------------------------------------- gone / stopped
+
+
+def test_deleted_while_starting():
+    p = pod(phase="Running", deletion="2026-06-01T10:01:00Z", statuses=[cstatus(state=RUNNING, ready=True)], pod_ip="10.0.0.1")
+    assert assess(p) == Verdict(FAILED, "the pod was deleted while starting", "Deleted")
+
+
+def test_missing_pod():
+    assert assess(None) == Verdict(MISSING, "the pod does not exist")
+    assert exit_status(None) == 1
+
+
+def test_failed_pod_reports_the_container_exit():
+    p = pod(phase="Failed", statuses=[cstatus(state=terminated(3, "Error", "bad config"))])
+    verdict = assess(p)
+    assert verdict == Verdict(
+        FAILED,
+        "the app stopped before it was ready: container 'notebook' error with exit code 3: bad config",
+        "Error",
+    )
+    assert exit_status(p) == 3
+
+
+def test_succeeded_pod_is_stopped_with_zero():
+    p = pod(phase="Succeeded", statuses=[cstatus(state=terminated(0, "Completed"))])
+    verdict = assess(p)
+    assert verdict.state == FAILED and verdict.reason == "Completed"
+    assert "container 'notebook' Completed with exit code 0" in verdict.message
+    assert exit_status(p) == 0
+
+
+def test_failed_pod_without_container_status_uses_the_pod_reason():
+    p = pod(phase="Failed", reason="Evicted", message="The node was low on resource: memory.")
+    verdict = assess(p)
+    assert verdict == Verdict(FAILED, "the pod failed: The node was low on resource: memory.", "Evicted")
+    assert exit_status(p) == 1
+    assert exit_status(pod(phase="Succeeded")) == 0
+
+
+def test_terminated_container_in_a_running_pod_is_an_exit():
+    p = pod(
+        phase="Running",
+        pod_ip="10.0.0.1",
+        statuses=[cstatus(name="gate", state=RUNNING, ready=True), cstatus(name="nginx", state=terminated(1))],
+    )
+    assert exit_status(p) == 1
+
+
+def test_assess_does_not_modify_the_pod():
+    p = pod(phase="Running", statuses=[cstatus(state=waiting("CrashLoopBackOff"), last=terminated(1))])
+    before = copy.deepcopy(p)
+    assess(p)
+    exit_status(p)
+    assert p == before
+
+
+def test_empty_shapes_do_not_crash():
+    assert assess({}).state == PENDING
+    assert assess({"metadata": {"uid": "u"}, "status": {}}).state == PENDING
+    assert exit_status({}) is None
