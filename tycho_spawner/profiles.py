@@ -14,6 +14,7 @@ options into a :class:`Selection`, raising :class:`OptionsError` for anything no
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ _KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PROFILE_FIELDS = ("display_name", "description", "order", "default", "disabled", "choices", "system")
 CHOICE_FIELDS = ("display_name", "default", "options")
 OPTION_FIELDS = ("display_name", "description", "set")
+#: Combinations of options checked at load; beyond it, each option is still checked alone.
+MAX_COMBINATIONS = 512
 
 
 def merge(base: Any, override: Any) -> Any:
@@ -197,14 +200,18 @@ class Catalog:
             raise OptionsError(
                 f"unknown option {extra[0]!r}: only 'profile' and 'choices' are accepted"
             )
-        key = user_options.get("profile") or self.default_profile.key
-        if not isinstance(key, str):
-            raise OptionsError("'profile' must be a string")
+        key = user_options.get("profile")
+        if key is None:
+            key = self.default_profile.key
+        elif not isinstance(key, str) or not key:
+            raise OptionsError("'profile' must be a string: the key of an application")
         profile = self.get(key)
         if profile is None:
             offered = ", ".join(p.key for p in self.profiles)
             raise OptionsError(f"unknown application {key!r}; offered: {offered}")
-        requested = user_options.get("choices") or {}
+        requested = user_options.get("choices")
+        if requested is None:
+            requested = {}
         if not isinstance(requested, Mapping):
             raise OptionsError("'choices' must be a JSON object")
         chosen = profile.default_choices()
@@ -282,6 +289,7 @@ def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
     system = entry.get("system")
     if not isinstance(system, Mapping):
         raise CatalogError(f"{path}.system", "is required: the application's containers and served port")
+    _plain(system, f"{path}.system")
     choices_data = entry.get("choices") or {}
     if not isinstance(choices_data, Mapping):
         raise CatalogError(f"{path}.choices", f"expected a mapping of choices, got {type(choices_data).__name__}")
@@ -307,7 +315,26 @@ def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
         for option in choice.options:
             picked = dict(profile.default_choices(), **{choice.key: option.key})
             _checked_system(profile, picked, f"{path}.choices.{choice.key}.options.{option.key}", path)
+    # Then every combination a user can pick, so no pair of options fails only at spawn time.
+    for combination in itertools.islice(itertools.product(*(c.options for c in choices)), MAX_COMBINATIONS):
+        picked = {c.key: o.key for c, o in zip(choices, combination)}
+        where = ", ".join(f"{c}={o}" for c, o in picked.items())
+        _checked_system(profile, picked, f"{path}.choices[{where}]", path)
     return profile
+
+
+def _plain(value: Any, path: str) -> None:
+    """Refuse values JSON cannot carry (YAML dates, binary...) with the key that holds them."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CatalogError(f"{path}.{k}", "keys must be strings (quote it in YAML)")
+            _plain(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _plain(v, f"{path}[{i}]")
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise CatalogError(path, f"{value!r} is a {type(value).__name__}, not a string or number (quote it in YAML)")
 
 
 def _checked_system(profile: Profile, choices: dict, where: str, system_path: str) -> None:
@@ -334,9 +361,10 @@ def _parse_choice(key: Any, data: Any, path: str) -> Choice:
         patches = odata.get("set") or {}
         if not isinstance(patches, Mapping):
             raise CatalogError(f"{opath}.set", "expected a mapping of dotted.path: value")
-        for dotted in patches:
+        for dotted, value in patches.items():
             if not isinstance(dotted, str) or not all(part for part in dotted.split(".")):
                 raise CatalogError(f"{opath}.set", f"{dotted!r} is not a dotted path")
+            _plain(value, f"{opath}.set.{dotted}")
         options.append(
             Option(
                 key=okey,

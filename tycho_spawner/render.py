@@ -96,10 +96,16 @@ def selector_value(name: str) -> str:
     return "h-" + hashlib.sha256(name.encode("utf8")).hexdigest()[:40]
 
 
+# Characters JSON leaves unescaped that YAML reads as line breaks (NEL, LS, PS) or refuses
+# (DEL, C1 controls, BOM, non-characters); escaped, every value arrives byte-identical.
+_YAML_HOSTILE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
 def _json_literal(value: Any) -> str:
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    return _YAML_HOSTILE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def template_environment(override_dir: Optional[str] = None) -> jinja2.Environment:

@@ -212,8 +212,10 @@ class TychoSpawner(KubeSpawner):
 
     @staticmethod
     def _options_from_form(formdata: dict, spawner: "TychoSpawner") -> dict:
+        # The hub's own XSRF field arrives with the form's; it is not an option.
+        fields = {k: v for k, v in formdata.items() if k != "_xsrf"}
         try:
-            return spawner.tycho_catalog.options_from_form(formdata)
+            return spawner.tycho_catalog.options_from_form(fields)
         except OptionsError as err:
             raise web.HTTPError(400, str(err)) from None
 

@@ -165,7 +165,7 @@ async def test_tampered_form_gets_400_and_creates_nothing(hub, control_plane):
     form = {"profile": "scipy", "scipy.size": "small", "scipy.image": "evil/image", "_xsrf": xsrf}
     r = await asyncio.to_thread(session.post, url, data=form, timeout=30, allow_redirects=False)
     assert r.status_code == 400
-    assert "unexpected form field" in r.text
+    assert "unexpected form field &#39;scipy.image&#39;" in r.text
     assert not spawner.active
     assert _objects(control_plane, hub, spawner) == []
 
@@ -235,3 +235,31 @@ async def test_progress_tells_the_user_what_is_happening(hub, control_plane):
     assert "ulling image" in text  # the node's own "Pulling image ..." event
     assert "Started container notebook" in text
     await _stop(hub, user.name, "")
+
+
+async def test_the_spawn_form_launches_the_choice_and_preselects_it_next_time(hub, control_plane):
+    user = _user(hub, "formfan")
+    session = await asyncio.to_thread(_browser_login, hub, user.name)
+    url = public_url(hub, path="hub/spawn/formfan/web")
+    page = await asyncio.to_thread(session.get, url, timeout=30)
+    xsrf = re.search(r'xsrf_token: "([^"]+)"', page.text).group(1)
+    form = {"profile": "minimal", "minimal.ui": "classic", "minimal.size": "medium", "scipy.size": "large",
+            "_xsrf": xsrf}
+    r = await asyncio.to_thread(session.post, url, data=form, timeout=60)
+    assert r.status_code == 200, r.text[-2000:]
+    spawner = await wait_for_spawn(hub, user, "web")
+    assert spawner.user_options == {"profile": "minimal", "choices": {"ui": "classic", "size": "medium"}}
+    # The classic interface is the server's default URL, and the server answers the browser session.
+    pod = client.CoreV1Api(control_plane.api_client()).read_namespaced_pod(spawner.pod_name, spawner.namespace)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["JUPYTERHUB_DEFAULT_URL"] == "/tree"
+    tree = await asyncio.to_thread(session.get, _server_url(hub, spawner, "tree"), timeout=60)
+    assert tree.status_code == 200 and "token=" not in tree.url
+    await _stop(hub, user.name, "web")
+    while spawner.pending or spawner.active:
+        await asyncio.sleep(0.1)
+    # Next time, the form pre-selects what the user chose.
+    page = await asyncio.to_thread(session.get, url, timeout=30)
+    assert re.search(r'value="minimal"[^>]*checked', page.text)
+    assert re.search(r'<option value="classic" selected>', page.text)
+    assert await _wait_gone(control_plane, hub, spawner) == []

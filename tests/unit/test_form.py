@@ -226,12 +226,6 @@ def test_display_names_and_descriptions_are_escaped():
     assert "onmouseover" not in large
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="templates/form.html.j2 builds ids as 'tycho-<profile>-<choice>' and 'tycho-profile-<key>' "
-    "with '-' (which keys may contain): profile 'a-b' choice 'c' and profile 'a' choice 'b-c' "
-    "both get id 'tycho-a-b-c', so a label points at the wrong <select>",
-)
 def test_ids_are_unique_for_any_keys():
     system = {
         "serve": {"container": "c", "port": 80},

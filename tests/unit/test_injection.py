@@ -101,7 +101,7 @@ HOSTILE = [
 ]
 
 # Values that are legal in a user name but that the JSON-literal-in-YAML quoting does not carry
-# intact: see the xfail test at the end.
+# intact: see the test at the end.
 YAML_LINE_BREAKS = ["a\x85b", "a \u2028 b", "a\u2029  b", "del\x7f", "c1\x9bcontrol"]
 
 
@@ -325,12 +325,6 @@ def test_namespace_and_gate_image_are_quoted_too():
     assert "privileged" not in gate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render._json_literal emits json.dumps(ensure_ascii=False) into YAML: NEL (\\x85) and "
-    "U+2028/U+2029 are YAML line breaks (folded, surrounding blanks dropped), and DEL/C1 "
-    "controls are not allowed unescaped in YAML, so these user names arrive changed or fail",
-)
 @pytest.mark.parametrize("value", YAML_LINE_BREAKS, ids=lambda v: repr(v))
 def test_yaml_line_break_characters_in_a_user_name_arrive_intact(value):
     try:

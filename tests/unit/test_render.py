@@ -519,10 +519,3 @@ def test_template_producing_the_wrong_kind_is_a_render_error(tmp_path):
     with pytest.raises(RenderError, match="containers"):
         render_pod(system_of("base"), server(), template_environment(str(tmp_path)))
 
-
-def test_missing_template_is_a_render_error(tmp_path):
-    env = template_environment(str(tmp_path))
-    from tycho_spawner import render as render_module
-
-    with pytest.raises(RenderError, match="nothing.yaml.j2"):
-        render_module._load(env, "nothing.yaml.j2", {})
