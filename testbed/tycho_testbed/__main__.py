@@ -46,10 +46,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_path=None) -> subprocess.Popen:
+def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_path=None,
+               index=None) -> subprocess.Popen:
     """Start one node agent as a detached process; its log goes to ``log_path``."""
     argv = [sys.executable, "-m", "tycho_testbed", "node", "--kubeconfig", str(kubeconfig),
             "--node", name, "--state-dir", str(state_dir)]
+    if index is not None:
+        argv += ["--index", str(index)]
     if images:
         argv += ["--images", str(images)]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL

@@ -279,10 +279,16 @@ class ControlPlane:
         return client.ApiClient(configuration)
 
     def create_namespace(self, name: str) -> str:
+        """Create a namespace and wait until pods can be created in it.
+
+        Pods are refused until the controllers have made the namespace's ``default``
+        ServiceAccount and its token, as on any cluster; tests should not race that.
+        """
         from kubernetes import client
 
         client.CoreV1Api(self.api_client()).create_namespace(
             client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        self.service_account_token(name, "default")
         return name
 
     def service_account_token(self, namespace: str, name: str, timeout: float = 30) -> str:

@@ -32,6 +32,13 @@ class _External:
     def __init__(self, kubeconfig: str):
         self.kubeconfig_path = Path(kubeconfig)
 
+    def create_namespace(self, name: str) -> str:
+        from kubernetes import client
+
+        client.CoreV1Api(self.api_client()).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        return name
+
     def api_client(self):
         from kubernetes import config
 
@@ -75,7 +82,11 @@ def node_agent(control_plane, testbed_images, tmp_path_factory):
         yield NodeHandle("tycho-node-1", Path(external).parent.parent / "node-state" / "tycho-node-1", None)
         return
     state = tmp_path_factory.mktemp("node")
-    proc = start_node(control_plane.kubeconfig_path, "tycho-node-1", state, testbed_images, state / "agent.log")
+    # Pod addresses 10.213.<index>.x: away from `bin/stage cluster up`'s nodes (1, 2...), so a
+    # test run and a running demo test bed never hand out the same address.
+    index = 200 + os.getpid() % 50
+    proc = start_node(control_plane.kubeconfig_path, "tycho-node-1", state, testbed_images, state / "agent.log",
+                      index=index)
     try:
         try:
             wait_node_ready(control_plane.api_client(), "tycho-node-1", timeout=60)
@@ -114,8 +125,7 @@ def kube_namespace(control_plane):
     from kubernetes import client
 
     api = client.CoreV1Api(control_plane.api_client())
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    name = control_plane.create_namespace(f"t-{uuid.uuid4().hex[:10]}")
     try:
         yield name
     finally:

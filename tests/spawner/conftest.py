@@ -29,8 +29,7 @@ def hub_namespace(control_plane, node_agent):
     from kubernetes import client
 
     api = client.CoreV1Api(control_plane.api_client())
-    name = f"hub-{os.getpid()}"
-    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    name = control_plane.create_namespace(f"hub-{os.getpid()}")
     yield name
     api.delete_namespace(name)
 
