@@ -40,7 +40,6 @@ setup(
     entry_points={
         "console_scripts": [
             "tycho = tycho_spawner.cli:main",
-            "tycho-gate = tycho_spawner.gate:main",
             "tycho-testbed = tycho_testbed.__main__:main",
         ],
         "pytest11": ["tycho_testbed = tycho_testbed.pytest_plugin"],

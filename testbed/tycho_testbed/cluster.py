@@ -299,8 +299,16 @@ class ControlPlane:
 
         core = client.CoreV1Api(self.api_client())
         deadline = time.monotonic() + timeout
+        from kubernetes.client.rest import ApiException
+
         while time.monotonic() < deadline:
-            sa = core.read_namespaced_service_account(name, namespace)
+            try:
+                sa = core.read_namespaced_service_account(name, namespace)
+            except ApiException as err:
+                if err.status != 404:  # not made yet by the service-account controller
+                    raise
+                time.sleep(0.1)
+                continue
             for ref in sa.secrets or []:
                 secret = core.read_namespaced_secret(ref.name, namespace)
                 if secret.type == "kubernetes.io/service-account-token" and (secret.data or {}).get("token"):
