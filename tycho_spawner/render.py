@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -108,8 +109,12 @@ def _json_literal(value: Any) -> str:
     return _YAML_HOSTILE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
+@lru_cache(maxsize=8)
 def template_environment(override_dir: Optional[str] = None) -> jinja2.Environment:
-    """The Jinja2 environment: packaged templates, optionally overridden from a directory."""
+    """The Jinja2 environment: packaged templates, optionally overridden from a directory.
+
+    Cached: the spawner asks for it on every start, and compiled templates are kept in it.
+    """
     loaders: list[jinja2.BaseLoader] = []
     if override_dir:
         loaders.append(jinja2.FileSystemLoader(override_dir))

@@ -541,36 +541,31 @@ class PodWorker(threading.Thread):
         running = [c for c in self.containers if c.proc is not None]
         for c in running:
             self.event("Killing", f"Stopping container {c.name}", container=c.name)
-            try:
-                os.killpg(c.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal_group(c.proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(c.proc.poll() is None for c in running):
             time.sleep(0.05)
-        for c in running:
-            if c.proc.poll() is None:
-                try:
-                    os.killpg(c.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                c.proc.wait()
-        delete_pod_network(self.uid)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.kill_now()
         self.agent.release_ip(self.uid)
         self.agent.delete_pod(self.namespace, self.name, self.uid)
         self.agent.forget(self.uid)
         log.info("pod %s/%s: deleted", self.namespace, self.name)
 
     def kill_now(self) -> None:
+        """SIGKILL what still runs, then remove the pod's network namespace and files."""
         for c in self.containers:
             if c.proc is not None and c.proc.poll() is None:
-                try:
-                    os.killpg(c.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _signal_group(c.proc, signal.SIGKILL)
                 c.proc.wait()
         delete_pod_network(self.uid)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 # ------------------------------------------------------------------------------------ the agent
