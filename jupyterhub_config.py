@@ -11,7 +11,8 @@
 #
 #   TYCHO_NAMESPACE         namespace for user pods                (default: "default")
 #   TYCHO_HUB_IP            address the hub's API listens on       (default: 0.0.0.0)
-#   TYCHO_HUB_CONNECT_URL   how pods reach the hub's API           (default: http://<hub ip>:8081)
+#   TYCHO_HUB_CONNECT_URL   how pods reach the hub's API           (default: http://<hub ip>:8081,
+#                                                                    or the hostname with 0.0.0.0)
 #   TYCHO_CATALOG_FILES     extra catalog YAML files, ':'-separated (default: none)
 #   TYCHO_DATA_DIR          where the hub keeps its database and cookie secret (default: .)
 import os
@@ -45,7 +46,11 @@ c.TychoSpawner.http_timeout = 120
 # must listen on an address pods can reach, and pods are told that address.
 hub_ip = env("TYCHO_HUB_IP", "0.0.0.0")
 c.JupyterHub.hub_bind_url = f"http://{hub_ip}:8081"
-c.JupyterHub.hub_connect_url = env("TYCHO_HUB_CONNECT_URL", f"http://{hub_ip}:8081")
+if env("TYCHO_HUB_CONNECT_URL"):
+    c.JupyterHub.hub_connect_url = env("TYCHO_HUB_CONNECT_URL")
+elif hub_ip != "0.0.0.0":
+    c.JupyterHub.hub_connect_url = f"http://{hub_ip}:8081"
+# (listening on 0.0.0.0 with no connect URL, JupyterHub tells pods this machine's hostname)
 # The public URL people open: the proxy, on this machine only.
 c.JupyterHub.bind_url = env("TYCHO_BIND_URL", "http://127.0.0.1:8000")
 c.JupyterHub.db_url = f"sqlite:///{os.path.join(data_dir, 'jupyterhub.sqlite')}"
