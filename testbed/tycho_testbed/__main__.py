@@ -24,7 +24,7 @@ DEFAULT_STATE = Path(os.environ.get("TYCHO_TESTBED_STATE", Path.home() / ".cache
 def _plane(state: Path):
     from .cluster import ControlPlane, ControlPlaneConfig
 
-    return ControlPlane(ControlPlaneConfig(state_dir=state / "control-plane"))
+    return ControlPlane(ControlPlaneConfig(state_dir=state / "control-plane", detach=True))
 
 
 def _node_pids(state: Path) -> dict:
@@ -47,7 +47,7 @@ def _alive(pid: int) -> bool:
 
 
 def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_path=None,
-               index=None) -> subprocess.Popen:
+               index=None, detach=True) -> subprocess.Popen:
     """Start one node agent as a detached process; its log goes to ``log_path``."""
     argv = [sys.executable, "-m", "tycho_testbed", "node", "--kubeconfig", str(kubeconfig),
             "--node", name, "--state-dir", str(state_dir)]
@@ -57,7 +57,10 @@ def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_pa
         argv += ["--images", str(images)]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        from .cluster import die_with_parent
+
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=None if detach else die_with_parent)
     finally:
         if log_path:
             log.close()

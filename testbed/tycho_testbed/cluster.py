@@ -39,6 +39,14 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or reached."""
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the process that started us exits."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,6 +73,9 @@ class ControlPlaneConfig:
     api_port: int = 0
     etcd_port: int = 0
     service_cluster_ip_range: str = "10.96.0.0/16"
+    #: Keep running after the starting process exits (the CLI); tests leave it False so
+    #: that an interrupted test run cannot leave a control plane behind.
+    detach: bool = False
 
 
 @dataclass
@@ -131,7 +142,8 @@ class ControlPlane:
         logs.mkdir(parents=True, exist_ok=True)
         log = open(logs / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.state_dir,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=None if detach else die_with_parent)
         log.close()
         self.processes[name] = proc
         (self.state_dir / "pids").mkdir(exist_ok=True)
@@ -185,7 +197,7 @@ class ControlPlane:
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
             "--initial-cluster", f"tycho-testbed=http://127.0.0.1:{peer_port}",
             "--log-level", "warn",
-        ], detach=True)
+        ], detach=self.config.detach)
         self._spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"),
             "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
@@ -202,7 +214,7 @@ class ControlPlane:
             # placeholder and do not reconcile endpoints (nothing routes Service IPs here).
             "--advertise-address", "10.255.255.1", "--endpoint-reconciler-type", "none",
             "--v", "1",
-        ], detach=True)
+        ], detach=self.config.detach)
         try:
             self._wait_ready(timeout)
         except ControlPlaneError:
@@ -217,8 +229,8 @@ class ControlPlane:
             "--root-ca-file", str(pki / "ca.crt"),
             "--use-service-account-credentials=false",
             "--controllers", CONTROLLERS,
-        ], detach=True)
-        self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common], detach=True)
+        ], detach=self.config.detach)
+        self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common], detach=self.config.detach)
         self.ready_seconds = time.monotonic() - started
         return self
 

@@ -54,7 +54,8 @@ def control_plane(tmp_path_factory):
         state = Path(external).parent
         # A test bed of `bin/stage cluster up` keeps its certificates and tokens beside the
         # kubeconfig: the full ControlPlane API (service-account kubeconfigs) works on it.
-        yield ControlPlane(ControlPlaneConfig(state_dir=state)) if (state / "cluster.json").exists() else _External(external)
+        yield (ControlPlane(ControlPlaneConfig(state_dir=state, detach=True)) if (state / "cluster.json").exists()
+               else _External(external))
         return
 
     plane = ControlPlane(ControlPlaneConfig(state_dir=tmp_path_factory.mktemp("control-plane")))
@@ -86,7 +87,7 @@ def node_agent(control_plane, testbed_images, tmp_path_factory):
     # test run and a running demo test bed never hand out the same address.
     index = 200 + os.getpid() % 50
     proc = start_node(control_plane.kubeconfig_path, "tycho-node-1", state, testbed_images, state / "agent.log",
-                      index=index)
+                      index=index, detach=False)
     try:
         try:
             wait_node_ready(control_plane.api_client(), "tycho-node-1", timeout=60)
