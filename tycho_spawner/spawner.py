@@ -270,13 +270,13 @@ class TychoSpawner(KubeSpawner):
             gate=GateSettings(image=self.gate_image, port=self.gate_port, keep_prefix=self.gate_keep_prefix),
         )
 
-    async def tycho_pod_manifest(self, system: System) -> dict:
+    async def tycho_pod_manifest(self, system: System, server: Optional[Server] = None) -> dict:
         """KubeSpawner's pod (site settings, hooks applied) with the System's containers in it."""
         base = await self.get_pod_manifest()
         if self.modify_pod_hook:
             base = await _maybe_await(self.modify_pod_hook(self, base))
         base_dict = self.api.api_client.sanitize_for_serialization(base)
-        return render_pod(system, self._server_context(system), self._template_env, base_dict)
+        return render_pod(system, server or self._server_context(system), self._template_env, base_dict)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -314,8 +314,9 @@ class TychoSpawner(KubeSpawner):
         except ApiException as err:
             raise self._api_failure("watch pods", err) from None
 
+        server = self._server_context(system)
         try:
-            manifest = await self.tycho_pod_manifest(system)
+            manifest = await self.tycho_pod_manifest(system, server)
         except RenderError as err:
             self.log.error("%s: cannot render %s: %s", self._log_name, system.name, err)
             raise SpawnException(f"The application {system.name!r} is misconfigured: {err}", reason="render") from None
@@ -326,7 +327,7 @@ class TychoSpawner(KubeSpawner):
         )
         try:
             pod = await self._create_pod(manifest)
-            await self._create_companions(system, pod)
+            await self._create_companions(system, server, pod)
             await self._wait_until_ready()
         except BaseException as err:
             # Whatever went wrong, leave nothing behind: the user's next try starts clean.
@@ -379,9 +380,8 @@ class TychoSpawner(KubeSpawner):
                 raise self._api_failure("create pods", err) from None
         raise AssertionError("unreachable")
 
-    async def _create_companions(self, system: System, pod: Any) -> None:
+    async def _create_companions(self, system: System, server: Server, pod: Any) -> None:
         owner = Owner(name=pod.metadata.name, uid=pod.metadata.uid)
-        server = self._server_context(system)
         env = self._template_env
         objects = [("service", render_service(system, server, env, owner))]
         if self.network_policy_enabled:
