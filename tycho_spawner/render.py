@@ -157,27 +157,34 @@ def _gate_container(system: System, gate: GateSettings) -> Container:
     )
 
 
+def public_port(system: System, gate: GateSettings) -> int:
+    """The pod port the hub's proxy connects to: the gate's for gated apps, else the app's."""
+    if system.auth != "gate":
+        return system.serve.port
+    if gate.port in {port for c in system.containers for _, port in c.ports}:
+        raise RenderError(
+            f"{system.name}: the gate's port {gate.port} is also used by the app; "
+            "change the app's port or TychoSpawner.gate_port"
+        )
+    return gate.port
+
+
 def _plan(system: System, server: Server) -> tuple[list[dict], int]:
     """Decide each container's role: which one authenticates and which port the hub uses."""
     containers = list(system.containers)
+    port = public_port(system, server.gate)
     if system.auth == "gate":
-        used = {port for c in containers for _, port in c.ports}
-        if server.gate.port in used:
-            raise RenderError(
-                f"{system.name}: the gate's port {server.gate.port} is also used by the app; "
-                "change the app's port or TychoSpawner.gate_port"
-            )
         gate = _gate_container(system, server.gate)
         containers.insert(0, gate)
-        auth_name, public_port = gate.name, server.gate.port
+        auth_name = gate.name
     else:
-        auth_name, public_port = system.serve.container, system.serve.port
+        auth_name = system.serve.container
         # The serving container comes first: `kubectl logs POD` and `exec` default to it.
         containers.sort(key=lambda c: c.name != auth_name)
     planned = []
     for container in containers:
         ports = [
-            (SERVER_PORT_NAME if (container.name == auth_name and number == public_port) else name, number)
+            (SERVER_PORT_NAME if (container.name == auth_name and number == port) else name, number)
             for name, number in container.ports
         ]
         env = dict(server.app_env) if container.name == system.serve.container else {}
@@ -185,7 +192,7 @@ def _plan(system: System, server: Server) -> tuple[list[dict], int]:
         if container.name == auth_name:
             env.update(server.hub_env)
         planned.append({"spec": container, "ports": ports, "env": list(env.items())})
-    return planned, public_port
+    return planned, port
 
 
 def _labels(system: System, server: Server) -> dict:
@@ -197,7 +204,7 @@ def _labels(system: System, server: Server) -> dict:
 
 def render_pod_parts(system: System, server: Server, env: jinja2.Environment) -> PodParts:
     """Render the containers, volumes and security context the System puts in the pod."""
-    planned, public_port = _plan(system, server)
+    planned, port = _plan(system, server)
     parts = _load(
         env,
         "pod.yaml.j2",
@@ -210,7 +217,7 @@ def render_pod_parts(system: System, server: Server, env: jinja2.Environment) ->
         volumes=parts.get("volumes") or [],
         security_context=parts.get("securityContext") or {},
         labels=_labels(system, server),
-        port=public_port,
+        port=port,
     )
 
 
@@ -225,7 +232,6 @@ def render_network_policy(
 
 
 def _object(env, template, kind, system, server, owner) -> dict:
-    _, public_port = _plan(system, server)
     manifest = _load(
         env,
         template,
@@ -235,7 +241,7 @@ def _object(env, template, kind, system, server, owner) -> dict:
             "owner": owner,
             "labels": _labels(system, server),
             "selector": {SERVER_LABEL: selector_value(server.name)},
-            "port": public_port,
+            "port": public_port(system, server.gate),
             "port_name": SERVER_PORT_NAME,
         },
     )

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import jinja2
 from jupyterhub.spawner import SpawnException
+from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
@@ -39,6 +40,7 @@ from .render import (
     Server,
     render_network_policy,
     render_pod,
+    public_port,
     render_service,
     template_environment,
 )
@@ -243,8 +245,9 @@ class TychoSpawner(KubeSpawner):
     def _template_env(self) -> jinja2.Environment:
         return template_environment(self.template_dir)
 
-    def _public_port(self, system: System) -> int:
-        return self.gate_port if system.auth == "gate" else system.serve.port
+    @property
+    def _gate_settings(self) -> GateSettings:
+        return GateSettings(image=self.gate_image, port=self.gate_port, keep_prefix=self.gate_keep_prefix)
 
     def _server_context(self, system: System) -> Server:
         env = self.get_env()
@@ -267,14 +270,14 @@ class TychoSpawner(KubeSpawner):
             app_env=site_env,
             ingress_from=tuple(tuple(sorted((str(k), str(v)) for k, v in peer.items()))
                                for peer in self.network_policy_ingress_from),
-            gate=GateSettings(image=self.gate_image, port=self.gate_port, keep_prefix=self.gate_keep_prefix),
+            gate=self._gate_settings,
         )
 
     async def tycho_pod_manifest(self, system: System, server: Optional[Server] = None) -> dict:
         """KubeSpawner's pod (site settings, hooks applied) with the System's containers in it."""
         base = await self.get_pod_manifest()
         if self.modify_pod_hook:
-            base = await _maybe_await(self.modify_pod_hook(self, base))
+            base = await maybe_future(self.modify_pod_hook(self, base))
         base_dict = self.api.api_client.sanitize_for_serialization(base)
         return render_pod(system, server or self._server_context(system), self._template_env, base_dict)
 
@@ -305,8 +308,11 @@ class TychoSpawner(KubeSpawner):
         selection = self._selection or self._select(self.user_options)
         self._selection = selection
         system = selection.system()
-        # The hub's env (JUPYTERHUB_SERVICE_URL) and the URL returned use the pod's public port.
-        self.port = self._public_port(system)
+        try:
+            # The hub's env (JUPYTERHUB_SERVICE_URL) and the URL returned use the pod's public port.
+            self.port = public_port(system, self._gate_settings)
+        except RenderError as err:
+            raise self._render_failure(system, err) from None
         if self.enable_user_namespaces:
             await self._ensure_namespace()
         try:
@@ -318,8 +324,7 @@ class TychoSpawner(KubeSpawner):
         try:
             manifest = await self.tycho_pod_manifest(system, server)
         except RenderError as err:
-            self.log.error("%s: cannot render %s: %s", self._log_name, system.name, err)
-            raise SpawnException(f"The application {system.name!r} is misconfigured: {err}", reason="render") from None
+            raise self._render_failure(system, err) from None
         containers = [c["name"] for c in manifest["spec"]["containers"]]
         self.log.info(
             "%s: starting %s (choices %s) as pod %s: containers %s, port %s",
@@ -344,6 +349,10 @@ class TychoSpawner(KubeSpawner):
             "%s: pod %s ready in %.0f ms", self._log_name, self._pod_key, (time.perf_counter() - started) * 1000
         )
         return self._get_pod_url(pod)
+
+    def _render_failure(self, system: System, err: RenderError) -> SpawnException:
+        self.log.error("%s: cannot render %s: %s", self._log_name, system.name, err)
+        return SpawnException(f"The application {system.name!r} is misconfigured: {err}", reason="render")
 
     def _api_failure(self, action: str, err: ApiException) -> SpawnException:
         if err.status == 403:
@@ -555,8 +564,3 @@ def _api_message(err: ApiException) -> str:
     except (TypeError, ValueError):
         return str(err.reason)
 
-
-async def _maybe_await(value):
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        return await value
-    return value

@@ -125,14 +125,17 @@ class ControlPlane:
         _run_openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
         _run_openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
-    def _write_kubeconfig(self, path: Path, token: str, user: str) -> None:
+    def _write_kubeconfig(self, path: Path, token: str, user: str, namespace: Optional[str] = None) -> None:
+        context = {"cluster": "tycho-testbed", "user": user}
+        if namespace:
+            context["namespace"] = namespace  # the context's default namespace, as in a pod
         path.write_text(json.dumps({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "tycho-testbed",
                           "cluster": {"server": self.server_url, "certificate-authority": str(self.ca_path)}}],
             "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "tycho-testbed", "context": {"cluster": "tycho-testbed", "user": user}}],
+            "contexts": [{"name": "tycho-testbed", "context": context}],
             "current-context": "tycho-testbed",
         }, indent=2))
         path.chmod(0o600)
@@ -332,11 +335,7 @@ class ControlPlane:
         """Write a kubeconfig acting as ServiceAccount ``namespace/name``; return its path."""
         path = Path(path)
         token = self.service_account_token(namespace, name)
-        self._write_kubeconfig(path, token, f"system:serviceaccount:{namespace}:{name}")
-        # The default namespace of the context, as in a pod.
-        data = json.loads(path.read_text())
-        data["contexts"][0]["context"]["namespace"] = namespace
-        path.write_text(json.dumps(data, indent=2))
+        self._write_kubeconfig(path, token, f"system:serviceaccount:{namespace}:{name}", namespace)
         return path
 
 
