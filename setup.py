@@ -34,12 +34,14 @@ setup(
             "jupyterlab==4.6.6",
             "notebook==7.6.5",
             "websockets==17.4",
+        "selenium==4.50.0",
         ],
         "testbed": ["kubernetes==37.0.2", "PyYAML==6.0.3"],
     },
     entry_points={
         "console_scripts": [
             "tycho = tycho_spawner.cli:main",
+            "tycho-gate = tycho_spawner.gate.app:main",
             "tycho-testbed = tycho_testbed.__main__:main",
         ],
         "pytest11": ["tycho_testbed = tycho_testbed.pytest_plugin"],
