@@ -383,6 +383,14 @@ class System:
         auth = data.get("auth", "jupyter")
         if auth not in AUTH_MODES:
             raise SpecError(f"{path}.auth", f"{auth!r} is not one of: {', '.join(AUTH_MODES)}")
+        served = by_name[serve.container]
+        if auth == "gate" and served.readiness is not None:
+            # The kubelet probes the pod IP; a gated app listens on the pod's loopback only.
+            raise SpecError(
+                f"{path}.containers.{serve.container}.readiness",
+                "a gated app listens on the pod's loopback, where the kubelet's probe cannot reach; "
+                "remove it (the gate is ready only once the app answers)",
+            )
 
         volumes_data = data.get("volumes") or {}
         _check_mapping(volumes_data, f"{path}.volumes")

@@ -428,6 +428,14 @@ def test_auth_is_jupyter_or_gate(auth):
     assert error_of(spec(auth=auth)).path == f"{PATH}.auth"
 
 
+def test_a_gated_app_cannot_have_a_readiness_probe_the_kubelet_could_never_pass():
+    data = spec(auth="gate")
+    data["containers"]["app"]["readiness"] = {"tcp": True}
+    err = error_of(data)
+    assert err.path == f"{PATH}.containers.app.readiness"
+    assert "loopback" in str(err)
+
+
 def test_volume_memory_flag_is_boolean():
     assert error_of(spec(volumes={"scratch": {"memory": "yes"}})).path == f"{PATH}.volumes.scratch.memory"
 
