@@ -34,9 +34,11 @@ setup(
             "jupyterlab==4.6.6",
             "notebook==7.6.5",
             "websockets==17.4",
-        "selenium==4.50.0",
+            "selenium==4.50.0",
         ],
         "testbed": ["kubernetes==37.0.2", "PyYAML==6.0.3"],
+        # bench/gate_bench.py compares tycho-gate with jupyter-server-proxy.
+        "bench": ["jupyter-server-proxy==4.6.0"],
     },
     entry_points={
         "console_scripts": [
