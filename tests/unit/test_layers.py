@@ -25,6 +25,7 @@ CONTRACTS = [
     "tycho_spawner.render imports only model, profiles, errors, jinja2 and yaml",
     "tycho_spawner.podstatus imports no hub, spawner or Kubernetes client",
     "The pure core is layered: render above profiles above model above errors",
+    "tycho-gate's header, path and cookie rules import no network or hub code",
 ]
 
 #: What each core module may import (besides the standard library), directly or not.
