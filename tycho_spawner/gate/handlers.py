@@ -171,8 +171,11 @@ class _Relay(httputil.HTTPMessageDelegate):
         try:
             await self.handler.flush()
         except StreamClosedError:
+            # The browser went away: stop reading from the app (closing the connection ends
+            # the read quietly; raising here would log a traceback for a normal event).
             self.client_gone = True
-            raise
+            if self.handler.exchange is not None:
+                self.handler.exchange.abort()
 
     def finish(self) -> None:
         pass
@@ -290,6 +293,7 @@ class HTTPProxyHandler(GateAuthenticated, RequestHandler):
                 self.exchange = await self._open(fresh=True)
                 return await self.relay()
             raise HTTPError(502, "The app closed the connection without answering.")
+        self.exchange = None  # done with it: back in the pool, or closed
         if not ok:
             # Broken in the middle of the body: the browser must not take it as complete.
             log.warning("the app broke off a response to %s", self.request.path)
