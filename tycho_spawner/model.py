@@ -334,6 +334,37 @@ class Serve:
     port: int
 
 
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """How tycho-gate presents the prefix to one gated app.
+
+    ``keep_prefix`` (None: the site's ``TychoSpawner.gate_keep_prefix``) passes
+    ``/user/<name>/...`` through unchanged; ``prefix_header`` names a request header that
+    carries the public prefix to the app (RStudio reads ``X-RStudio-Root-Path``).
+    """
+
+    keep_prefix: Optional[bool] = None
+    prefix_header: Optional[str] = None
+
+    FIELDS = ("keep_prefix", "prefix_header")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "GateOptions":
+        if data is None:
+            return cls()
+        _check_keys(data, path, cls.FIELDS)
+        keep = data.get("keep_prefix")
+        if keep is not None and not isinstance(keep, bool):
+            raise SpecError(f"{path}.keep_prefix", "must be true or false")
+        header = data.get("prefix_header")
+        if header is not None and (not isinstance(header, str) or not _HEADER_NAME_RE.match(header)):
+            raise SpecError(f"{path}.prefix_header", f"{header!r} is not an HTTP header name")
+        return cls(keep_prefix=keep, prefix_header=header)
+
+
 @dataclass(frozen=True)
 class System:
     """One launchable application.
@@ -348,8 +379,9 @@ class System:
     auth: str = "jupyter"
     volumes: tuple[Volume, ...] = ()
     security: Security = field(default_factory=Security)
+    gate: GateOptions = field(default_factory=GateOptions)
 
-    FIELDS = ("containers", "serve", "auth", "volumes", "security")
+    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate")
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "System":
@@ -422,6 +454,7 @@ class System:
             auth=auth,
             volumes=volumes,
             security=Security.from_dict(data.get("security"), f"{path}.security"),
+            gate=_gate_options(data, auth, path),
         )
 
     def container(self, name: str) -> Container:
@@ -433,6 +466,12 @@ class System:
     @property
     def served(self) -> Container:
         return self.container(self.serve.container)
+
+
+def _gate_options(data: Mapping, auth: str, path: str) -> GateOptions:
+    if "gate" in data and auth != "gate":
+        raise SpecError(f"{path}.gate", "only for apps with auth: gate")
+    return GateOptions.from_dict(data.get("gate"), f"{path}.gate")
 
 
 def _check_mapping(value: Any, path: str) -> None:

@@ -143,8 +143,11 @@ def _load(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> Any
 
 def _gate_container(system: System, gate: GateSettings) -> Container:
     args = ["--upstream", f"http://127.0.0.1:{system.serve.port}"]
-    if gate.keep_prefix:
+    keep = gate.keep_prefix if system.gate.keep_prefix is None else system.gate.keep_prefix
+    if keep:
         args.append("--keep-prefix")
+    if system.gate.prefix_header:
+        args += ["--prefix-header", system.gate.prefix_header]
     return Container(
         name="gate",
         image=gate.image,

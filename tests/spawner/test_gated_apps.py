@@ -55,6 +55,7 @@ async def test_gated_app_serves_its_owner_only_and_stops_clean(hub, control_plan
     if profile == "rstudio":
         info = json.loads(html.unescape(re.search(r"<pre id='rserver'>(.*)</pre>", page.text).group(1)))
         assert info["path"] == "/" and info["jupyterhub_env"] == [] and info["uid"] == 1000
+        assert info["root_path_header"] == spawner.server.base_url.rstrip("/")
     # Anonymous visitors are sent to the hub's login; another user is refused.
     anonymous = await _get(url)
     assert anonymous.status_code == 302

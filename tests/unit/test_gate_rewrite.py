@@ -143,3 +143,8 @@ def test_upstream_addresses(value, expected):
 def test_bad_upstreams_are_refused_with_the_reason(value, message):
     with pytest.raises(UpstreamError, match=message):
         Upstream.parse(value)
+
+
+def test_a_prefix_header_carries_the_prefix_and_cannot_be_spoofed():
+    out = forward([("X-RStudio-Root-Path", "/user/mallory")], prefix_header="X-RStudio-Root-Path")
+    assert [v for k, v in out if k.lower() == "x-rstudio-root-path"] == ["/user/alice"]

@@ -164,7 +164,7 @@ def test_gpus_are_a_small_whole_number(gpus):
 @pytest.mark.parametrize(
     "mutate, path, allowed",
     [
-        (lambda d: d.update(containerz={}), PATH + ".containerz", "containers, serve, auth, volumes, security"),
+        (lambda d: d.update(containerz={}), PATH + ".containerz", "containers, serve, auth, volumes, security, gate"),
         (
             lambda d: d["containers"]["app"].update(imagePullPolicy="Always"),
             PATH + ".containers.app.imagePullPolicy",
@@ -434,6 +434,25 @@ def test_a_gated_app_cannot_have_a_readiness_probe_the_kubelet_could_never_pass(
     err = error_of(data)
     assert err.path == f"{PATH}.containers.app.readiness"
     assert "loopback" in str(err)
+
+
+@pytest.mark.parametrize(
+    "gate, where",
+    [
+        ({"keep_prefix": "yes"}, "gate.keep_prefix"),
+        ({"prefix_header": "X Bad: header"}, "gate.prefix_header"),
+        ({"prefix_header": 3}, "gate.prefix_header"),
+        ({"upstream": "x"}, "gate.upstream"),
+    ],
+)
+def test_gate_options_are_checked(gate, where):
+    data = spec(auth="gate", gate=gate)
+    del data["containers"]["app"]["readiness"]
+    assert error_of(data).path == f"{PATH}.{where}"
+
+
+def test_gate_options_need_a_gated_app():
+    assert error_of(spec(gate={"keep_prefix": True})).path == f"{PATH}.gate"
 
 
 def test_volume_memory_flag_is_boolean():

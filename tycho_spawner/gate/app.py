@@ -78,6 +78,12 @@ tycho-gate --upstream unix:/tmp/app/app.sock --keep-prefix
         Location headers and cookie paths it sends back are moved under the prefix.""",
     ).tag(config=True)
 
+    prefix_header = Unicode(
+        "",
+        help="""Also send the public prefix (/user/<name>) to the app in this request header,
+        e.g. X-RStudio-Root-Path for RStudio. X-Forwarded-Prefix is always sent.""",
+    ).tag(config=True)
+
     ip = Unicode(help="Address to listen on (default: the host of $JUPYTERHUB_SERVICE_URL, else 0.0.0.0).").tag(
         config=True
     )
@@ -119,6 +125,7 @@ tycho-gate --upstream unix:/tmp/app/app.sock --keep-prefix
 
     aliases = {
         "upstream": "GateApp.upstream",
+        "prefix-header": "GateApp.prefix_header",
         "ip": "GateApp.ip",
         "port": "GateApp.port",
         "activity-interval": "GateApp.activity_interval",
@@ -172,6 +179,7 @@ tycho-gate --upstream unix:/tmp/app/app.sock --keep-prefix
             activity=activity,
             websocket_max_message_size=self.websocket_max_message_size,
             connect_timeout=self.connect_timeout,
+            prefix_header=self.prefix_header,
         )
 
     def make_application(self, gate: Gate) -> Application:

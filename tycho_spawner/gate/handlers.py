@@ -52,6 +52,7 @@ class Gate:
     activity: ActivityReporter
     websocket_max_message_size: int
     connect_timeout: float = 10.0
+    prefix_header: str = ""
 
 
 class GateAuthenticated(HubOAuthenticated):
@@ -114,6 +115,7 @@ class GateAuthenticated(HubOAuthenticated):
             host=request.host,
             prefix=self.gate.paths.prefix,
             websocket=websocket,
+            prefix_header=self.gate.prefix_header,
         ):
             headers.add(name, value)
         return headers

@@ -74,11 +74,14 @@ def forward_request_headers(
     host: str,
     prefix: str,
     websocket: bool = False,
+    prefix_header: str = "",
 ) -> List[Tuple[str, str]]:
     """The headers the app receives for one request.
 
     ``drop_authorization`` is true when the hub authenticated the request by a token in the
     ``Authorization`` header; that token is the user's hub credential, not the app's.
+    ``prefix_header`` names an extra header carrying the public prefix (RStudio's
+    ``X-RStudio-Root-Path``); a value the browser sent under that name is dropped.
     """
     headers = list(headers)
     listed = connection_tokens(", ".join(v for k, v in headers if k.lower() == "connection"))
@@ -93,7 +96,7 @@ def forward_request_headers(
         if low == "x-forwarded-for":
             forwarded_for.append(value)
             continue
-        if low in FORWARDED:
+        if low in FORWARDED or (prefix_header and low == prefix_header.lower()):
             continue
         if low == "cookie":
             value = strip_hub_cookies(value, gate_cookie)
@@ -107,6 +110,8 @@ def forward_request_headers(
     out.append(("X-Forwarded-Proto", scheme))
     out.append(("X-Forwarded-Host", host))
     out.append(("X-Forwarded-Prefix", prefix.rstrip("/") or "/"))
+    if prefix_header:
+        out.append((prefix_header, prefix.rstrip("/") or "/"))
     return out
 
 

@@ -25,6 +25,7 @@ class Page(web.RequestHandler):
             "jupyterhub_env": sorted(k for k in os.environ if k.startswith("JUPYTERHUB_")),
             "user": os.environ.get("USER", ""),
             "cookies": sorted(self.request.cookies),
+            "root_path_header": self.request.headers.get("X-RStudio-Root-Path", ""),
         }
         self.write("<!doctype html><title>RStudio stand-in</title>"
                    f"<pre id='rserver'>{web.escape.xhtml_escape(json.dumps(info))}</pre>")
