@@ -35,6 +35,7 @@ setup(
             "notebook==7.6.5",
             "websockets==17.4",
             "selenium==4.50.0",
+            "helm-python-sdk==0.2.2",
         ],
         "testbed": ["kubernetes==37.0.2", "PyYAML==6.0.3"],
         # bench/gate_bench.py compares tycho-gate with jupyter-server-proxy.

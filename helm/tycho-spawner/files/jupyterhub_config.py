@@ -1,0 +1,80 @@
+# The hub's configuration inside the cluster, written by the tycho-spawner chart.
+# It reads the values the chart was rendered with (values.json next to this file), so the
+# hub and the chart never disagree; a broken catalog stops the hub at start, naming the key.
+import json
+import os
+
+from tycho_spawner import TychoSpawner
+
+c = get_config()  # noqa: F821 (defined by JupyterHub)
+
+with open(os.environ.get("TYCHO_CHART_VALUES", "/etc/jupyterhub/values.json")) as f:
+    chart = json.load(f)
+values = chart["values"]
+release = chart["release"]
+hub_values = values["hub"]
+singleuser = values["singleuser"]
+
+# --- Where things listen ---------------------------------------------------------------------
+c.JupyterHub.hub_bind_url = "http://:8081"
+# Pods reach the hub through its Service.
+c.JupyterHub.hub_connect_url = f"http://{release}-hub:8081"
+# The proxy runs in its own Deployment (it keeps routes across hub restarts).
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = f"http://{release}-proxy-api:8001"
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+
+# --- The spawner -----------------------------------------------------------------------------
+c.JupyterHub.spawner_class = TychoSpawner
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = hub_values["namedServerLimitPerUser"]
+c.TychoSpawner.namespace = os.environ.get("POD_NAMESPACE", chart["namespace"])
+c.TychoSpawner.catalog = values["catalog"]
+c.TychoSpawner.start_timeout = singleuser["startTimeout"]
+c.TychoSpawner.http_timeout = singleuser["httpTimeout"]
+c.TychoSpawner.network_policy_enabled = singleuser["networkPolicy"]
+# Only this release's hub and proxy may connect to its users' servers.
+c.TychoSpawner.network_policy_ingress_from = [
+    {"component": "hub", "app.kubernetes.io/instance": release},
+    {"component": "proxy", "app.kubernetes.io/instance": release},
+]
+c.TychoSpawner.gate_image = singleuser["gate"]["image"]
+c.TychoSpawner.gate_port = singleuser["gate"]["port"]
+
+# --- Users -----------------------------------------------------------------------------------
+auth = hub_values["authenticator"]
+c.JupyterHub.authenticator_class = auth["class"]
+c.Authenticator.admin_users = set(auth["adminUsers"])
+c.Authenticator.allow_all = auth["allowAll"]
+if auth["config"]:
+    # Traitlets config goes under the class's own name: "module.Class", or an entry point name.
+    from importlib.metadata import entry_points
+
+    if "." in auth["class"]:
+        class_name = auth["class"].rsplit(".", 1)[-1]
+    else:
+        (point,) = entry_points(group="jupyterhub.authenticators", name=auth["class"])
+        class_name = point.value.rsplit(":", 1)[-1]
+    c[class_name].update(auth["config"])
+
+if hub_values["cullIdleTimeout"]:
+    import sys
+
+    c.JupyterHub.services = [
+        {
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={hub_values['cullIdleTimeout']}"],
+        }
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    ]
+
+exec(compile(hub_values["extraConfig"], "values: hub.extraConfig", "exec"))  # admin-written
+
+TychoSpawner.check_config(c)
