@@ -249,6 +249,9 @@ class PodWorker(threading.Thread):
         finished = now()
         terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                       "startedAt": c.started_at, "finishedAt": finished, "containerID": f"tycho://{self.uid}/{c.name}"}
+        # A runtime tears down the whole container when its main process ends: background
+        # children it left (its process group) go with it, as they would with the PID namespace.
+        _signal_group(c.proc, signal.SIGKILL)
         c.proc = None
         c.ready = False
         restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)

@@ -168,3 +168,19 @@ def test_deletion_sends_sigterm_and_removes_the_pod(core, kube_namespace, node_a
     assert "got-term" in node_agent.container_log(kube_namespace, "term", "main")
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert any(r == "Killing" for r, _ in _events(core, kube_namespace, "term"))
+
+
+def test_a_containers_background_children_end_with_it(core, kube_namespace):
+    # As a runtime tears down the container's PID namespace, nothing it started survives it.
+    marker = f"tycho-orphan-{time.monotonic_ns()}"
+    core.create_namespaced_pod(
+        kube_namespace, _pod("orphans", [_sh("main", f"sleep 300 {marker} & sleep 0.5; exit 0")])
+    )
+    _wait(core, kube_namespace, "orphans", lambda p: p.status.phase == "Succeeded")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == []
