@@ -171,16 +171,13 @@ def test_deletion_sends_sigterm_and_removes_the_pod(core, kube_namespace, node_a
 
 
 def test_a_containers_background_children_end_with_it(core, kube_namespace):
-    # As a runtime tears down the container's PID namespace, nothing it started survives it.
+    # As a runtime tears down the container's PID namespace, nothing it started survives it,
+    # even while the pod itself lives on (restarting the container).
     marker = f"tycho-orphan-{time.monotonic_ns()}"
-    core.create_namespaced_pod(
-        kube_namespace, _pod("orphans", [_sh("main", f"sleep 300 {marker} & sleep 0.5; exit 0")])
-    )
-    _wait(core, kube_namespace, "orphans", lambda p: p.status.phase == "Succeeded")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
-        if not left:
-            break
-        time.sleep(0.1)
+    script = f"if [ ! -e /tmp/once ]; then touch /tmp/once; python3 -c 'import time; time.sleep(300)' {marker} & fi; sleep 0.5; exit 3"
+    core.create_namespaced_pod(kube_namespace, _pod("orphans", [_sh("main", script)], restart="OnFailure"))
+    _wait(core, kube_namespace, "orphans", lambda p: bool(p.status.container_statuses)
+          and p.status.container_statuses[0].restart_count >= 1)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    core.delete_namespaced_pod("orphans", kube_namespace)
     assert left == []
