@@ -386,17 +386,24 @@ class WebSocketProxyHandler(GateAuthenticated, WebSocketHandler):
                 self.close(_sendable(upstream.close_code), upstream.close_reason)
                 return
             try:
-                await self.write_message(message, binary=isinstance(message, bytes))
+                behind = _behind(self.write_message(message, binary=isinstance(message, bytes)), self.ws_connection)
+                if behind is not None:
+                    await behind
             except WebSocketClosedError:
                 upstream.close()
                 return
 
-    async def on_message(self, message: Any) -> None:
+    def on_message(self, message: Any) -> Optional["asyncio.Future"]:
+        # Not a coroutine: tornado awaits what this returns before reading the next message,
+        # so returning the write only while the app is behind gives back-pressure without a
+        # coroutine per message.
         self.gate.activity.touch()
         try:
-            await self.upstream_ws.write_message(message, binary=isinstance(message, bytes))
+            write = self.upstream_ws.write_message(message, binary=isinstance(message, bytes))
         except WebSocketClosedError:
             self.close(1011, "the app closed the connection")
+            return None
+        return _behind(write, self.upstream_ws.protocol)
 
     def on_close(self) -> None:
         if self.upstream_ws is not None:
@@ -406,6 +413,21 @@ class WebSocketProxyHandler(GateAuthenticated, WebSocketHandler):
         super().on_connection_close()
         if self.upstream_ws is not None and self.ws_connection is None:
             self.upstream_ws.close()
+
+
+def _behind(write: "asyncio.Future", protocol: Any) -> Optional["asyncio.Future"]:
+    """The forwarded message's write if the receiving side is behind, else None.
+
+    Waiting on every write costs event-loop turns per message; never waiting would let a
+    slow receiver pile messages up in memory. So the caller waits only while the socket
+    still has unsent data (back-pressure); otherwise a failed write is collected quietly
+    (the close that caused it reaches the other side by itself).
+    """
+    stream = getattr(protocol, "stream", None)
+    if stream is None or stream.writing():
+        return write
+    write.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return None
 
 
 def _sendable(code: Optional[int]) -> Optional[int]:
