@@ -36,8 +36,13 @@ def hub_namespace(control_plane, node_agent):
 
 @pytest.fixture(scope="session")
 def kube_env(control_plane):
-    # KubeSpawner loads the kube config once per process, from $KUBECONFIG.
+    # KubeSpawner loads the kube config once per process, from $KUBECONFIG. kubernetes_asyncio
+    # reads $KUBECONFIG when it is first imported, which other tests may have done already
+    # (anything importing tycho_spawner), so its default location is set as well.
+    from kubernetes_asyncio.config import kube_config
+
     os.environ["KUBECONFIG"] = str(control_plane.kubeconfig_path)
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(control_plane.kubeconfig_path)
     return control_plane
 
 
