@@ -8,7 +8,6 @@ from __future__ import annotations
 import html.parser
 import json
 import os
-import re
 import secrets
 import shutil
 import signal

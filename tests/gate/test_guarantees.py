@@ -5,7 +5,6 @@ Numbers in the test names refer to the guarantees in ``../shared/design/GATE.md`
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from datetime import datetime

@@ -1,13 +1,10 @@
 """The chart renders what a site needs, and its schema refuses bad values by name."""
 from __future__ import annotations
 
-import json
 import os
-import runpy
-import sys
-import types
 
 import pytest
+from traitlets.config import Config
 
 from tycho_spawner.rbac import SPAWNER_ROLE_RULES
 
@@ -56,21 +53,13 @@ def test_secrets_are_generated_per_install(chart):
     assert first["hub.cookie-secret"] != second["hub.cookie-secret"]
 
 
-def _hub_config(docs):
+def load_hub_config(tmp_path, docs) -> Config:
     """Run the chart's hub configuration on the values it carries, as the hub does."""
-    from traitlets.config import Config
-
-    config_map = next(d for k, d in docs.items() if k[0] == "ConfigMap")
-    return config_map["data"]["jupyterhub_config.py"], json.loads(config_map["data"]["values.json"])
-
-
-def load_hub_config(tmp_path, docs) -> "Config":
-    from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
-    source, chart_values = _hub_config(docs)
-    (tmp_path / "jupyterhub_config.py").write_text(source)
-    (tmp_path / "values.json").write_text(json.dumps(chart_values))
+    config_map = next(d for k, d in docs.items() if k[0] == "ConfigMap")
+    (tmp_path / "jupyterhub_config.py").write_text(config_map["data"]["jupyterhub_config.py"])
+    (tmp_path / "values.json").write_text(config_map["data"]["values.json"])
     os.environ["TYCHO_CHART_VALUES"] = str(tmp_path / "values.json")
     try:
         loader = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path))

@@ -14,11 +14,11 @@ import re
 
 import pytest
 import requests
-from jupyterhub.tests.utils import add_user, api_request, auth_header, public_host
+from jupyterhub.tests.utils import api_request, auth_header, public_host
 from kubernetes import client
 
 from .conftest import wait_for_spawn
-from .test_lifecycle import _objects, _start, _user, _wait_gone
+from .test_lifecycle import _start, _user, _wait_gone
 
 pytestmark = pytest.mark.cluster
 

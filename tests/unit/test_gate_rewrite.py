@@ -4,7 +4,7 @@ import pytest
 from tycho_spawner.gate.rewrite import (
     PathMap,
     forward_request_headers,
-    response_headers,
+    end_to_end,
     strip_hub_cookies,
 )
 from tycho_spawner.gate.upstream import Upstream, UpstreamError
@@ -63,7 +63,7 @@ def test_websocket_handshake_headers_are_left_to_the_websocket_client():
 
 
 def test_response_hop_by_hop_headers_are_dropped():
-    kept = list(response_headers([("Transfer-Encoding", "chunked"), ("Connection", "close"),
+    kept = list(end_to_end([("Transfer-Encoding", "chunked"), ("Connection", "close"),
                                   ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]))
     assert kept == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
 

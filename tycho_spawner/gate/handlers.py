@@ -6,9 +6,10 @@ the scopes the hub granted against ``JUPYTERHUB_OAUTH_ACCESS_SCOPES``. The gate 
 lists: an owner, an admin or anyone the hub's RBAC grants ``access:servers`` on this server
 gets in, everyone else gets a 403 (or the hub's login, for an anonymous page view).
 
-Cross-site requests are refused with tornado's ``cross_origin_protection`` (Fetch Metadata,
-then ``Origin``), which also stands in for the hub's own XSRF token: the apps behind the gate
-cannot send that token, so a cookie is accepted for any same-origin request instead.
+Cross-site requests are refused with the algorithm of tornado's ``cross_origin_protection``
+(Fetch Metadata, then ``Origin``), applied in ``prepare`` and by HubOAuth's cookie check; it
+stands in for the hub's own XSRF token, which the apps behind the gate cannot send, so a
+cookie is accepted for any same-origin request instead.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from jupyterhub.services.auth import (
     UserNotAllowed,
 )
 from tornado import httputil
+from tornado.escape import xhtml_escape
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler, stream_request_body
@@ -137,14 +139,10 @@ class GateAuthenticated(HubOAuthenticated):
             "<!doctype html><html><head><title>{code} {reason}</title></head><body>"
             "<h1>{code} {reason}</h1><p>{message}</p></body></html>".format(
                 code=status_code,
-                reason=_html(reason),
-                message=_html(message),
+                reason=xhtml_escape(reason),
+                message=xhtml_escape(message),
             )
         )
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class OAuthCallbackHandler(GateAuthenticated, HubOAuthCallbackHandler):
@@ -266,7 +264,7 @@ class HTTPProxyHandler(GateAuthenticated, RequestHandler):
     def relay_headers(self, start_line: httputil.ResponseStartLine, headers: httputil.HTTPHeaders) -> None:
         self.set_status(start_line.code, start_line.reason or None)
         paths = self.gate.paths
-        for name, value in rewrite.response_headers(headers.get_all()):
+        for name, value in rewrite.end_to_end(headers.get_all()):
             low = name.lower()
             if low == "location":
                 value = paths.location(value, self.own_netlocs())

@@ -83,14 +83,10 @@ def forward_request_headers(
     ``prefix_header`` names an extra header carrying the public prefix (RStudio's
     ``X-RStudio-Root-Path``); a value the browser sent under that name is dropped.
     """
-    headers = list(headers)
-    listed = connection_tokens(", ".join(v for k, v in headers if k.lower() == "connection"))
     out: List[Tuple[str, str]] = []
     forwarded_for = []
-    for name, value in headers:
+    for name, value in end_to_end(headers):
         low = name.lower()
-        if low in HOP_BY_HOP or low in listed or low.startswith("proxy-"):
-            continue
         if websocket and low in WEBSOCKET_HANDSHAKE:
             continue
         if low == "x-forwarded-for":
@@ -106,17 +102,18 @@ def forward_request_headers(
             continue
         out.append((name, value))
     forwarded_for.append(remote_ip)
+    public_root = prefix.rstrip("/") or "/"
     out.append(("X-Forwarded-For", ", ".join(forwarded_for)))
     out.append(("X-Forwarded-Proto", scheme))
     out.append(("X-Forwarded-Host", host))
-    out.append(("X-Forwarded-Prefix", prefix.rstrip("/") or "/"))
+    out.append(("X-Forwarded-Prefix", public_root))
     if prefix_header:
-        out.append((prefix_header, prefix.rstrip("/") or "/"))
+        out.append((prefix_header, public_root))
     return out
 
 
-def response_headers(headers: Iterable[Tuple[str, str]]) -> Iterator[Tuple[str, str]]:
-    """The app's response headers minus the hop-by-hop ones."""
+def end_to_end(headers: Iterable[Tuple[str, str]]) -> Iterator[Tuple[str, str]]:
+    """The headers of a message minus the hop-by-hop ones (both directions use this)."""
     headers = list(headers)
     listed = connection_tokens(", ".join(v for k, v in headers if k.lower() == "connection"))
     for name, value in headers:
