@@ -178,7 +178,6 @@ tycho-gate --upstream unix:/tmp/app/app.sock --keep-prefix
             paths=paths,
             activity=activity,
             websocket_max_message_size=self.websocket_max_message_size,
-            connect_timeout=self.connect_timeout,
             prefix_header=self.prefix_header,
         )
 
@@ -257,7 +256,7 @@ tycho-gate --upstream unix:/tmp/app/app.sock --keep-prefix
 async def _answers(pool: UpstreamPool, target: str, host: str) -> bool:
     """True if the app returns any HTTP response (a 404 or a login page counts)."""
     try:
-        exchange = Exchange(pool, await pool.connect(), reused=False)
+        exchange = await Exchange.open(pool, fresh=True)
     except UpstreamUnavailable:
         return False
     headers = httputil.HTTPHeaders({"Host": host, "User-Agent": "tycho-gate readiness"})

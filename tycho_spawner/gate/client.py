@@ -97,8 +97,9 @@ class Exchange:
         self._request_done = False
 
     @classmethod
-    async def open(cls, pool: UpstreamPool) -> "Exchange":
-        stream = pool.take_idle()
+    async def open(cls, pool: UpstreamPool, fresh: bool = False) -> "Exchange":
+        """On an idle connection if there is one (unless ``fresh``), else on a new one."""
+        stream = None if fresh else pool.take_idle()
         if stream is not None:
             return cls(pool, stream, reused=True)
         return cls(pool, await pool.connect(), reused=False)

@@ -53,7 +53,6 @@ class Gate:
     paths: rewrite.PathMap
     activity: ActivityReporter
     websocket_max_message_size: int
-    connect_timeout: float = 10.0
     prefix_header: str = ""
 
 
@@ -233,9 +232,8 @@ class HTTPProxyHandler(GateAuthenticated, RequestHandler):
         return headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
 
     async def _open(self, fresh: bool = False) -> Exchange:
-        pool = self.gate.pool
         try:
-            exchange = Exchange(pool, await pool.connect(), False) if fresh else await Exchange.open(pool)
+            exchange = await Exchange.open(self.gate.pool, fresh=fresh)
             await exchange.start(self.request.method or "GET", self.upstream_target(), self.upstream_headers())
         except UpstreamUnavailable as err:
             log.warning("the app is not answering: %s", err)
@@ -350,8 +348,8 @@ class WebSocketProxyHandler(GateAuthenticated, WebSocketHandler):
         request = HTTPRequest(
             gate.upstream.url(self.upstream_target(), scheme="ws"),
             headers=self.upstream_headers(websocket=True),
-            connect_timeout=gate.connect_timeout,
-            request_timeout=gate.connect_timeout,
+            connect_timeout=gate.pool.connect_timeout,
+            request_timeout=gate.pool.connect_timeout,
             follow_redirects=False,
         )
         try:
