@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,13 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
+from tycho_testbed.cluster import free_port
+
 from .upstream_app import UpstreamApp
 
 HERE = Path(__file__).parent
 PASSWORD = "correct horse"
 ACTIVITY_INTERVAL = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FormParser(html.parser.HTMLParser):
