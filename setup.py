@@ -15,29 +15,40 @@ setup(
         "tycho_spawner": ["templates/*", "catalog/*.yaml"],
         "tycho_testbed": ["*.yaml"],
     },
+    # Ranges, not pins: the package is installed into sites' hub images (zero-to-jupyterhub
+    # 4.4.0's runs jupyterhub 5.5.0, kubespawner 7.0.0, tornado 6.5.7, traitlets 5.15.1). CI
+    # tests the oldest supported set (exactly z2jh 4.4.0's hub requirements) and the newest
+    # (constraints/newest.txt).
     install_requires=[
-        "jupyterhub==6.1.1",
-        "jupyterhub-kubespawner==7.1.0",
-        "kubernetes_asyncio==36.1.0",
-        "Jinja2==3.1.6",
-        "PyYAML==6.0.3",
-        "traitlets==5.15.0",
-        "tornado==6.6.1",
+        "jupyterhub>=5.5,<7",
+        "jupyterhub-kubespawner>=7.0,<8",
+        "kubernetes_asyncio>=24.2.3",
+        "Jinja2>=3.1,<4",
+        "PyYAML>=6.0,<7",
+        "traitlets>=5.15,<6",
+        "tornado>=6.5,<7",
+        # KubeSpawner's slugs, used directly by `tycho import-profiles`.
+        "python-slugify>=8",
     ],
     extras_require={
+        # tycho-gate runs in its own image (gate/Dockerfile): it uses tornado 6.6's
+        # cross-origin check. The spawner, in the hub, does not need it.
+        "gate": ["tornado>=6.6,<7"],
         "test": [
             "pytest==9.0.3",
             "pytest-asyncio==1.5.0",
             "pytest-timeout==2.4.0",
-            "kubernetes==37.0.2",
+            "kubernetes==36.0.3",
             "import-linter==2.16",
             "jupyterlab==4.6.6",
             "notebook==7.6.5",
             "websockets==17.4",
             "selenium==4.50.0",
             "helm-python-sdk==0.2.2",
+            # zero-to-jupyterhub's hub configuration (loaded by the compatibility tests) uses curl.
+            "pycurl>=7.45",
         ],
-        "testbed": ["kubernetes==37.0.2", "PyYAML==6.0.3"],
+        "testbed": ["kubernetes==36.0.3", "PyYAML>=6.0"],
         # bench/gate_bench.py compares tycho-gate with jupyter-server-proxy.
         "bench": ["jupyter-server-proxy==4.6.0"],
     },
