@@ -1,17 +1,35 @@
 """The Kubernetes permissions TychoSpawner needs in the namespace it launches servers in.
 
-One list, used by the chart's Role and by the test that runs the spawner with exactly these
-permissions: if the spawner starts needing more, that test fails before a site finds out.
+One definition, used by the chart's Role and by the tests that run the spawner with exactly
+these permissions: if the spawner starts needing more, those tests fail before a site finds out.
 """
 
-#: Rules of a namespaced Role (``rbac.authorization.k8s.io/v1`` ``PolicyRule`` fields).
+#: Rules of a namespaced Role (``rbac.authorization.k8s.io/v1`` ``PolicyRule`` fields) that
+#: every hub needs.
 SPAWNER_ROLE_RULES = (
     # The pod cache lists and watches pods; start creates, stop deletes.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
-    # Each server's Service, created with the pod and deleted with it.
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
-    # Progress messages come from the events of the server's own pod.
+    # Progress messages come from the events of the server's own pod (and of its claim).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-    # Each server's NetworkPolicy.
+    # Each server's NetworkPolicy, created before its pod and deleted with it.
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "delete"]},
 )
+
+#: Per storage type (z2jh's ``singleuser.storage.type``): what users' homes need on top.
+#: ``dynamic``: KubeSpawner creates each user's claim at start (``storage_pvc_ensure``) and
+#: deletes it with the user when ``delete_pvc`` is on. ``static``: one claim made by the admin
+#: is only read, to explain a start that waits for it.
+STORAGE_ROLE_RULES = {
+    "none": (),
+    "static": ({"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},),
+    "dynamic": (
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create", "delete"]},
+    ),
+}
+
+
+def spawner_role_rules(storage: str = "dynamic") -> tuple:
+    """The Role's rules for a storage type (``none``, ``static`` or ``dynamic``)."""
+    if storage not in STORAGE_ROLE_RULES:
+        raise ValueError(f"storage type {storage!r} is not one of: {', '.join(STORAGE_ROLE_RULES)}")
+    return SPAWNER_ROLE_RULES + STORAGE_ROLE_RULES[storage]

@@ -1,6 +1,7 @@
 """The chart, through PyPI's helm-python-sdk (Helm's Go SDK; no helm binary exists here)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, List
 
@@ -32,3 +33,21 @@ def chart():
     from helm_python import Chart
 
     return Chart.load(str(CHART))
+
+
+def load_hub_config(tmp_path, docs):
+    """Run the chart's hub configuration on the values it carries, as the hub does.
+
+    ``docs``: objects by (kind, name), as `by_kind_name` makes them; only the ConfigMap is read.
+    """
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config_map = next(d for k, d in docs.items() if k[0] == "ConfigMap")
+    (tmp_path / "jupyterhub_config.py").write_text(config_map["data"]["jupyterhub_config.py"])
+    (tmp_path / "values.json").write_text(config_map["data"]["values.json"])
+    os.environ["TYCHO_CHART_VALUES"] = str(tmp_path / "values.json")
+    try:
+        loader = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path))
+        return loader.load_config()
+    finally:
+        del os.environ["TYCHO_CHART_VALUES"]

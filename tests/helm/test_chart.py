@@ -1,14 +1,22 @@
 """The chart renders what a site needs, and its schema refuses bad values by name."""
 from __future__ import annotations
 
-import os
+import json
+import re
+from urllib.parse import urlsplit
 
 import pytest
-from traitlets.config import Config
 
-from tycho_spawner.rbac import SPAWNER_ROLE_RULES
+from tycho_spawner.rbac import spawner_role_rules
 
-from .conftest import CHART, by_kind_name, objects, values_file
+from .conftest import CHART, by_kind_name, load_hub_config, objects, values_file
+
+#: Storage values of each type that renders (static needs its claim).
+STORAGE = {
+    "none": {"type": "none"},
+    "static": {"type": "static", "static": {"pvcName": "homes"}},
+    "dynamic": {"type": "dynamic"},
+}
 
 
 def render(chart, values=None, name="demo", namespace="jhub"):
@@ -42,30 +50,21 @@ def test_default_render_has_every_part(chart):
     assert set(secret) == {"hub.cookie-secret", "proxy.token"}
 
 
-def test_the_role_is_exactly_what_the_spawner_needs(chart):
+@pytest.mark.parametrize("storage", sorted(STORAGE))
+def test_the_role_is_exactly_what_the_spawner_needs(chart, storage):
+    role = render(chart, {"singleuser": {"storage": STORAGE[storage]}})[("Role", "demo-hub")]
+    assert role["rules"] == [dict(r) for r in spawner_role_rules(storage)]
+
+
+def test_the_default_storage_is_dynamic(chart):
     role = render(chart)[("Role", "demo-hub")]
-    assert role["rules"] == [dict(r) for r in SPAWNER_ROLE_RULES]
+    assert role["rules"] == [dict(r) for r in spawner_role_rules("dynamic")]
 
 
 def test_secrets_are_generated_per_install(chart):
     first = render(chart)[("Secret", "demo-secret")]["data"]
     second = render(chart)[("Secret", "demo-secret")]["data"]
     assert first["hub.cookie-secret"] != second["hub.cookie-secret"]
-
-
-def load_hub_config(tmp_path, docs) -> Config:
-    """Run the chart's hub configuration on the values it carries, as the hub does."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config_map = next(d for k, d in docs.items() if k[0] == "ConfigMap")
-    (tmp_path / "jupyterhub_config.py").write_text(config_map["data"]["jupyterhub_config.py"])
-    (tmp_path / "values.json").write_text(config_map["data"]["values.json"])
-    os.environ["TYCHO_CHART_VALUES"] = str(tmp_path / "values.json")
-    try:
-        loader = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path))
-        return loader.load_config()
-    finally:
-        del os.environ["TYCHO_CHART_VALUES"]
 
 
 def test_the_hub_reads_the_values_the_chart_was_rendered_with(chart, tmp_path):
@@ -107,6 +106,19 @@ def test_network_policies_can_be_turned_off(chart, tmp_path):
         ({"catalog": {"My App": {}}}, "My App"),
         ({"catalog": {"course": {"sytem": {}}}}, "sytem"),
         ({"proxy": {"service": {"type": "Magic"}}}, "type"),
+        ({"singleuser": {"storage": {"type": "nfs"}}}, "/singleuser/storage/type"),
+        ({"singleuser": {"storage": {"sise": "1Gi"}}}, "sise"),
+        ({"singleuser": {"storage": {"capacity": "10 GB"}}}, "/singleuser/storage/capacity"),
+        ({"singleuser": {"storage": {"homeMountPath": "home/jovyan"}}}, "/singleuser/storage/homeMountPath"),
+        ({"singleuser": {"storage": {"dynamic": {"storageClas": "fast"}}}}, "storageClas"),
+        ({"singleuser": {"storage": {"dynamic": {"storageAccessModes": ["RWO"]}}}},
+         "/singleuser/storage/dynamic/storageAccessModes"),
+        ({"singleuser": {"storage": {"dynamic": {"storageAccessModes": []}}}},
+         "/singleuser/storage/dynamic/storageAccessModes"),
+        ({"singleuser": {"storage": {"type": "static"}}}, "pvcName"),
+        ({"singleuser": {"storage": {"type": "static", "static": {"pvcName": ""}}}}, "/singleuser/storage/static/pvcName"),
+        ({"singleuser": {"storage": {"static": {"pvcName": "My_Claim"}}}}, "/singleuser/storage/static/pvcName"),
+        ({"singleuser": {"storage": {"static": {"subPath": "/abs"}}}}, "/singleuser/storage/static/subPath"),
     ],
 )
 def test_the_schema_refuses_bad_values_naming_the_key(chart, values, named):
@@ -115,3 +127,155 @@ def test_the_schema_refuses_bad_values_naming_the_key(chart, values, named):
     with pytest.raises(HelmError) as err:
         chart.render(values, name="demo", namespace="jhub")
     assert named in str(err.value)
+
+
+# --- Names ------------------------------------------------------------------------------------
+
+LONG = "a-release-with-a-name-of-fifty-characters-01234567"
+assert len(LONG) == 50
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _host_port(url):
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+@pytest.mark.parametrize("name", ["demo", LONG, "b" * 53, "c" * 70], ids=["4", "50", "53", "70"])
+def test_every_name_is_computed_once_and_the_hub_config_uses_them(chart, tmp_path, name):
+    """Helm refuses release names over 53 characters; 70 is a render that skipped that check."""
+    docs = render(chart, values_file("ingress.yaml"), name=name)
+    config_map = next(d for k, d in docs.items() if k[0] == "ConfigMap")
+    names = json.loads(config_map["data"]["values.json"])["names"]
+    base = name[:53].rstrip("-")
+    assert names == {
+        "hub": f"{base}-hub", "proxy": f"{base}-proxy", "proxyApi": f"{base}-proxy-api", "public": f"{base}-public",
+        "config": f"{base}-config", "secret": f"{base}-secret", "ingress": base,
+    }
+    # Every object is named by a helper, and within Kubernetes' limits (a Service's name is a DNS label).
+    assert {n for _, n in docs} <= set(names.values())
+    assert config_map["metadata"]["name"] == names["config"]
+    for kind, object_name in docs:
+        assert len(object_name) <= 63, (kind, object_name)
+        if kind == "Service":
+            assert DNS_LABEL.match(object_name), object_name
+
+    # The hub's config points at the chart's Services, on their ports.
+    services = {n: d for (k, n), d in docs.items() if k == "Service"}
+    config = load_hub_config(tmp_path, docs)
+    for url in (config.JupyterHub.hub_connect_url, config.ConfigurableHTTPProxy.api_url):
+        host, port = _host_port(url)
+        assert host in services, url
+        assert port in [p["port"] for p in services[host]["spec"]["ports"]], url
+    assert _host_port(config.JupyterHub.hub_connect_url)[0] == names["hub"]
+    assert _host_port(config.ConfigurableHTTPProxy.api_url)[0] == names["proxyApi"]
+
+    # ... and so does every reference between the chart's own objects.
+    hub = docs[("Deployment", names["hub"])]["spec"]["template"]["spec"]
+    assert hub["serviceAccountName"] == names["hub"]
+    assert {v["configMap"]["name"] for v in hub["volumes"] if "configMap" in v} == {names["config"]}
+    proxy = docs[("Deployment", names["proxy"])]["spec"]["template"]["spec"]
+    refs = [e["valueFrom"]["secretKeyRef"]["name"] for c in hub["containers"] + proxy["containers"]
+            for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert len(refs) == 3 and set(refs) == {names["secret"]}
+    assert f"--default-target=http://{names['hub']}:8081" in proxy["containers"][0]["command"]
+    binding = docs[("RoleBinding", names["hub"])]
+    assert binding["subjects"][0]["name"] == names["hub"] and binding["roleRef"]["name"] == names["hub"]
+    ingress = docs[("Ingress", names["ingress"])]
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == names["public"]
+
+
+# --- Users' homes -----------------------------------------------------------------------------
+
+HOME_VOLUME = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+
+
+@pytest.mark.parametrize(
+    "storage, kubespawner, home",
+    [
+        ({"type": "none"}, {}, None),
+        (
+            {},  # the default: dynamic, in the cluster's default StorageClass
+            {
+                "storage_pvc_ensure": True,
+                # One claim per user: a named server mounts the same home as the default one.
+                "pvc_name_template": "claim-{username}",
+                "storage_capacity": "10Gi",
+                "storage_access_modes": ["ReadWriteOnce"],
+                "volumes": HOME_VOLUME,
+                "volume_mounts": {"home": {"name": "home", "mountPath": "/home/jovyan"}},
+            },
+            "/home/jovyan",
+        ),
+        (
+            {"type": "dynamic", "capacity": "2Gi", "homeMountPath": "/home/user",
+             "dynamic": {"storageClass": "fast", "storageAccessModes": ["ReadWriteMany"]}},
+            {
+                "storage_pvc_ensure": True,
+                "pvc_name_template": "claim-{username}",
+                "storage_capacity": "2Gi",
+                "storage_class": "fast",
+                "storage_access_modes": ["ReadWriteMany"],
+                "volumes": HOME_VOLUME,
+                "volume_mounts": {"home": {"name": "home", "mountPath": "/home/user"}},
+            },
+            "/home/user",
+        ),
+        (
+            {"dynamic": {"storageClass": ""}},  # "": no class, as in Kubernetes (not the default one)
+            {
+                "storage_pvc_ensure": True,
+                "pvc_name_template": "claim-{username}",
+                "storage_capacity": "10Gi",
+                "storage_class": "",
+                "storage_access_modes": ["ReadWriteOnce"],
+                "volumes": HOME_VOLUME,
+                "volume_mounts": {"home": {"name": "home", "mountPath": "/home/jovyan"}},
+            },
+            "/home/jovyan",
+        ),
+        (
+            {"type": "static", "static": {"pvcName": "homes"}},
+            {
+                "storage_pvc_ensure": False,
+                "delete_pvc": False,
+                "volumes": {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "homes"}}},
+                "volume_mounts": {"home": {"name": "home", "mountPath": "/home/jovyan", "subPath": "{username}"}},
+            },
+            "/home/jovyan",
+        ),
+        (
+            {"type": "static", "homeMountPath": "/data", "static": {"pvcName": "shared", "subPath": ""}},
+            {
+                "storage_pvc_ensure": False,
+                "delete_pvc": False,
+                "volumes": {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "shared"}}},
+                "volume_mounts": {"home": {"name": "home", "mountPath": "/data"}},
+            },
+            "/data",
+        ),
+    ],
+    ids=["none", "dynamic-default", "dynamic-class", "dynamic-no-class", "static", "static-whole-claim"],
+)
+def test_storage_values_become_exactly_these_kubespawner_settings(chart, tmp_path, storage, kubespawner, home):
+    config = load_hub_config(tmp_path, render(chart, {"singleuser": {"storage": storage}}))
+    assert dict(config.KubeSpawner) == kubespawner
+    # TychoSpawner finds the home among KubeSpawner's volume_mounts by its mountPath.
+    if home is None:
+        assert "home_mount_path" not in config.TychoSpawner
+    else:
+        assert config.TychoSpawner.home_mount_path == home
+    # No storage setting on TychoSpawner's own section, where it would hide KubeSpawner's.
+    assert not set(config.TychoSpawner) & set(kubespawner)
+
+
+def test_the_hub_refuses_static_storage_without_a_claim_naming_the_key(chart, tmp_path):
+    """The schema refuses it first; the hub's config too, for values that skipped the schema."""
+    docs = render(chart, {"singleuser": {"storage": STORAGE["static"]}})
+    config_map = next(d for k, d in docs.items() if k[0] == "ConfigMap")
+    values = json.loads(config_map["data"]["values.json"])
+    del values["values"]["singleuser"]["storage"]["static"]["pvcName"]
+    config_map["data"]["values.json"] = json.dumps(values)
+    with pytest.raises(SystemExit) as err:
+        load_hub_config(tmp_path, docs)
+    assert "singleuser.storage.static.pvcName" in str(err.value)

@@ -1,6 +1,7 @@
 # The hub's configuration inside the cluster, written by the tycho-spawner chart.
-# It reads the values the chart was rendered with (values.json next to this file), so the
-# hub and the chart never disagree; a broken catalog stops the hub at start, naming the key.
+# It reads the values the chart was rendered with and the names of the release's objects
+# (values.json next to this file, from the chart's _helpers.tpl), so the hub and the chart
+# never disagree; a broken catalog stops the hub at start, naming the key.
 import json
 import os
 
@@ -12,16 +13,17 @@ with open(os.environ.get("TYCHO_CHART_VALUES", "/etc/jupyterhub/values.json")) a
     chart = json.load(f)
 values = chart["values"]
 release = chart["release"]
+names = chart["names"]  # the release's object names, as the chart made them
 hub_values = values["hub"]
 singleuser = values["singleuser"]
 
 # --- Where things listen ---------------------------------------------------------------------
 c.JupyterHub.hub_bind_url = "http://:8081"
 # Pods reach the hub through its Service.
-c.JupyterHub.hub_connect_url = f"http://{release}-hub:8081"
+c.JupyterHub.hub_connect_url = f"http://{names['hub']}:8081"
 # The proxy runs in its own Deployment (it keeps routes across hub restarts).
 c.ConfigurableHTTPProxy.should_start = False
-c.ConfigurableHTTPProxy.api_url = f"http://{release}-proxy-api:8001"
+c.ConfigurableHTTPProxy.api_url = f"http://{names['proxyApi']}:8001"
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
 
@@ -41,6 +43,37 @@ c.TychoSpawner.network_policy_ingress_from = [
 ]
 c.TychoSpawner.gate_image = singleuser["gate"]["image"]
 c.TychoSpawner.gate_port = singleuser["gate"]["port"]
+
+# --- Users' homes (singleuser.storage, zero-to-jupyterhub's shape) ---------------------------
+# KubeSpawner's own settings. TychoSpawner moves the mount at home_mount_path to where each
+# catalog entry's app keeps the user's files.
+storage = singleuser["storage"]
+home_mount_path = storage["homeMountPath"]
+if storage["type"] == "dynamic":
+    dynamic = storage["dynamic"]
+    c.KubeSpawner.storage_pvc_ensure = True
+    # One home per user: named servers mount the default server's claim (and KubeSpawner
+    # deletes it with the user only, never with a named server).
+    c.KubeSpawner.pvc_name_template = "claim-{username}"
+    c.KubeSpawner.storage_capacity = storage["capacity"]
+    if dynamic.get("storageClass") is not None:  # unset: the cluster's default StorageClass
+        c.KubeSpawner.storage_class = dynamic["storageClass"]
+    c.KubeSpawner.storage_access_modes = dynamic["storageAccessModes"]
+    c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+    c.KubeSpawner.volume_mounts = {"home": {"name": "home", "mountPath": home_mount_path}}
+elif storage["type"] == "static":
+    static = storage["static"]
+    if not static.get("pvcName"):  # the schema refuses it too (this guards a skipped schema)
+        raise SystemExit("tycho-spawner chart: singleuser.storage.type static needs singleuser.storage.static.pvcName")
+    c.KubeSpawner.storage_pvc_ensure = False
+    c.KubeSpawner.delete_pvc = False  # the admin's claim, shared by every user
+    c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": static["pvcName"]}}}
+    mount = {"name": "home", "mountPath": home_mount_path}
+    if static.get("subPath"):  # "" or unset: the whole claim
+        mount["subPath"] = static["subPath"]
+    c.KubeSpawner.volume_mounts = {"home": mount}
+if storage["type"] != "none":
+    c.TychoSpawner.home_mount_path = home_mount_path
 
 # --- Users -----------------------------------------------------------------------------------
 auth = hub_values["authenticator"]

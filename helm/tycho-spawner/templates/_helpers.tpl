@@ -1,6 +1,57 @@
-{{/* Names and labels shared by every object of the release. */}}
-{{- define "tycho.name" -}}
-{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{/*
+  Object names: computed here once, used by every template and handed to the hub's config
+  (values.json "names"), which never builds a name itself.
+
+  One base, the release name cut at 53 characters, and a fixed suffix per object. The longest
+  name, "<base>-proxy-api", is then at most 63 characters, the limit of a Service name (a DNS
+  label); every other name is shorter. Helm refuses release names over 53 characters, so the
+  cut only guards against a chart rendered outside `helm install`.
+*/}}
+{{- define "tycho.fullname" -}}
+{{- .Release.Name | trunc 53 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Hub: Deployment, Service, ServiceAccount, Role, RoleBinding, NetworkPolicy. */}}
+{{- define "tycho.hub.fullname" -}}
+{{- include "tycho.fullname" . }}-hub
+{{- end -}}
+
+{{/* Proxy: Deployment, NetworkPolicy. */}}
+{{- define "tycho.proxy.fullname" -}}
+{{- include "tycho.fullname" . }}-proxy
+{{- end -}}
+
+{{/* The proxy's API Service (the hub adds and removes routes through it). */}}
+{{- define "tycho.proxy-api.fullname" -}}
+{{- include "tycho.fullname" . }}-proxy-api
+{{- end -}}
+
+{{/* The proxy's public Service (and the Ingress's backend). */}}
+{{- define "tycho.public.fullname" -}}
+{{- include "tycho.fullname" . }}-public
+{{- end -}}
+
+{{/* The hub's ConfigMap (jupyterhub_config.py, values.json). */}}
+{{- define "tycho.config.fullname" -}}
+{{- include "tycho.fullname" . }}-config
+{{- end -}}
+
+{{/* The Secret with the cookie secret and the proxy's token. */}}
+{{- define "tycho.secret.fullname" -}}
+{{- include "tycho.fullname" . }}-secret
+{{- end -}}
+
+{{/* Every name above, as JSON (values.json "names"; the hub's config reads hub and proxyApi). */}}
+{{- define "tycho.names" -}}
+{{- dict
+    "hub" (include "tycho.hub.fullname" .)
+    "proxy" (include "tycho.proxy.fullname" .)
+    "proxyApi" (include "tycho.proxy-api.fullname" .)
+    "public" (include "tycho.public.fullname" .)
+    "config" (include "tycho.config.fullname" .)
+    "secret" (include "tycho.secret.fullname" .)
+    "ingress" (include "tycho.fullname" .)
+  | toJson -}}
 {{- end -}}
 
 {{- define "tycho.labels" -}}
