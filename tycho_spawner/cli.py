@@ -4,6 +4,8 @@
     tycho render PROFILE [--user U] [--server S] [--set CHOICE=OPTION | --set dotted.key=VALUE]
                                                   print the manifests, like `helm template`
     tycho validate FILE [FILE ...]                check catalog files; exit 1 naming the bad key
+    tycho import-profiles VALUES.yaml             convert a z2jh singleuser.profileList (or a
+                                                  KubeSpawner profile_list) to catalog entries
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from typing import Optional, Sequence
 
 import yaml
 
-from .catalog_files import catalog_data, read_catalog_file
+from .catalog_files import BUILTIN_CATALOG, catalog_data, read_catalog_file
 from .errors import CatalogError, OptionsError, RenderError
+from .import_profiles import ProfileListError, import_profiles
 from .profiles import merge, parse_catalog
 from .render import Server, render_all, template_environment
 
@@ -119,6 +122,50 @@ def cmd_validate(args) -> int:
     return status
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: PyYAML's own message spans several, with a source excerpt."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
+def read_yaml(path: str):
+    """The YAML document in ``path``, or a ProfileListError saying in one line why not."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except OSError as err:
+        raise ProfileListError("", f"cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileListError("", "is not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        raise ProfileListError("", f"is not valid YAML: {_yaml_problem(err)}") from None
+
+
+def cmd_import_profiles(args) -> int:
+    builtin = read_catalog_file(BUILTIN_CATALOG)
+    try:
+        result = import_profiles(
+            read_yaml(args.file), base_system=builtin["base"]["system"], builtin_keys=tuple(builtin)
+        )
+    except ProfileListError as err:
+        print(f"tycho: {args.file}: {err}", file=sys.stderr)
+        return 1
+    for notice in result.notices:
+        print(notice, file=sys.stderr)
+    if not result.entries:
+        print(f"tycho: {args.file}: no profile could be imported", file=sys.stderr)
+        return 1
+    document = result.document()
+    # What `tycho validate` checks (the file merged over the built-in catalog) and what a hub
+    # with builtin_catalog = False reads (the file alone).
+    parse_catalog(merge(builtin, document["catalog"]))
+    parse_catalog(document["catalog"])
+    sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tycho", description="Inspect the tycho_spawner catalog and its manifests.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--alone", action="store_true", help="check each file on its own, without the built-in catalog")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "import-profiles",
+        help="print catalog entries for a zero-to-jupyterhub singleuser.profileList (or a KubeSpawner "
+             "profile_list); what cannot be carried over is listed on stderr",
+    )
+    p.add_argument("file", metavar="VALUES.yaml",
+                   help="a z2jh values file, a YAML list of profiles, or a mapping with a profile_list key")
+    p.set_defaults(func=cmd_import_profiles)
     return parser
 
 

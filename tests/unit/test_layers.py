@@ -26,6 +26,8 @@ CONTRACTS = [
     "tycho_spawner.podstatus imports no hub, spawner or Kubernetes client",
     "The pure core is layered: render above profiles above model above errors",
     "tycho-gate's header, path and cookie rules import no network or hub code",
+    "import_profiles imports only profiles, model, errors and slugify",
+    "tycho_spawner.site_settings imports nothing but the standard library",
 ]
 
 #: What each core module may import (besides the standard library), directly or not.
@@ -41,6 +43,13 @@ ALLOWED = {
         "yaml",
     },
     "tycho_spawner.podstatus": set(),
+    "tycho_spawner.import_profiles": {
+        "tycho_spawner.profiles",
+        "tycho_spawner.model",
+        "tycho_spawner.errors",
+        "slugify",
+    },
+    "tycho_spawner.site_settings": set(),
 }
 HUB_AND_CLUSTER = {"jupyterhub", "kubespawner", "kubernetes_asyncio", "kubernetes", "tornado", "traitlets"}
 
