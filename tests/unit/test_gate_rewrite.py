@@ -148,3 +148,64 @@ def test_bad_upstreams_are_refused_with_the_reason(value, message):
 def test_a_prefix_header_carries_the_prefix_and_cannot_be_spoofed():
     out = forward([("X-RStudio-Root-Path", "/user/mallory")], prefix_header="X-RStudio-Root-Path")
     assert [v for k, v in out if k.lower() == "x-rstudio-root-path"] == ["/user/alice"]
+
+
+def test_port_and_rfc7239_forwarded_headers_from_front_proxies_never_reach_the_app():
+    # An ingress then the hub's proxy each append: RStudio would put "443,80" after the host
+    # of every URL it builds; and it prefers Forwarded to X-Forwarded-*, cutting the host at
+    # the first "-". The gate's own X-Forwarded-* are the app's one account of the public URL.
+    out = forward([("Host", "my-hub.example"), ("X-Forwarded-Proto", "https,http"),
+                   ("X-Forwarded-Port", "443,80"), ("X-Forwarded-Host", "my-hub.example"),
+                   ("Forwarded", "for=1.2.3.4;host=my-hub.example;proto=https")],
+                  host="my-hub.example", prefix_header="X-RStudio-Root-Path")
+    assert out == [
+        ("Host", "my-hub.example"),
+        ("X-Forwarded-For", "10.0.0.9"), ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "my-hub.example"), ("X-Forwarded-Prefix", "/user/alice"),
+        ("X-RStudio-Root-Path", "/user/alice"),
+    ]
+
+
+# RStudio behind the gate (prefix stripped, public root in X-RStudio-Root-Path): the
+# redirects of its sign-in (rstudio/rstudio#8888) and of its browser check, as it sends them,
+# and where the browser must go. Its own host is 127.0.0.1:8787; the public one hub.example.
+RSTUDIO_NETLOCS = {"127.0.0.1:8787", "hub.example"}
+
+
+@pytest.mark.parametrize(
+    "prefix, location, browser_goes_to, rstudio_gets",
+    [
+        # the #8888 form: an absolute path at RStudio's root, the prefix missing
+        ("/user/alice/", "/auth-sign-in?appUri=%2F", "/user/alice/auth-sign-in?appUri=%2F", "/auth-sign-in?appUri=%2F"),
+        ("/user/alice/my-r/", "/auth-sign-in?appUri=%2Fx", "/user/alice/my-r/auth-sign-in?appUri=%2Fx",
+         "/auth-sign-in?appUri=%2Fx"),
+        # the full URL RStudio computes from X-Forwarded-Proto/-Host and the root path header
+        ("/user/alice/", "http://hub.example/user/alice/auth-sign-in?appUri=%2F",
+         "/user/alice/auth-sign-in?appUri=%2F", "/auth-sign-in?appUri=%2F"),
+        ("/user/alice/my-r/", "https://hub.example/user/alice/my-r/", "/user/alice/my-r/", "/"),
+        ("/user/alice/", "http://hub.example/user/alice", "/user/alice", "/"),
+        # its internal address (when it did not know its root), and the browser check's page
+        ("/user/alice/", "http://127.0.0.1:8787/auth-sign-in?appUri=%2F",
+         "/user/alice/auth-sign-in?appUri=%2F", "/auth-sign-in?appUri=%2F"),
+        ("/user/alice/", "/unsupported_browser.htm", "/user/alice/unsupported_browser.htm", "/unsupported_browser.htm"),
+    ],
+)
+def test_rstudio_sign_in_redirects_come_back_under_the_prefix_and_reach_rstudio(
+    prefix, location, browser_goes_to, rstudio_gets
+):
+    paths = PathMap(prefix)
+    assert paths.location(location, RSTUDIO_NETLOCS) == browser_goes_to
+    assert paths.to_upstream(browser_goes_to) == rstudio_gets
+
+
+@pytest.mark.parametrize("prefix", ["/user/alice/", "/user/alice/my-r/"])
+def test_rstudio_cookies_on_its_public_root_keep_that_path(prefix):
+    # RStudio scopes user-id and csrf-token to its root path, which it writes without the
+    # trailing slash: that path is already the public one (it matches /user/alice/... and not
+    # /user/alicebob, RFC 6265 section 5.1.4), so it must not be prefixed a second time.
+    root = prefix.rstrip("/")
+    paths = PathMap(prefix)
+    assert paths.set_cookie(f"user-id=rstudio|1|sig; path={root}; HttpOnly") == f"user-id=rstudio|1|sig; Path={root}; HttpOnly"
+    assert paths.set_cookie(f"csrf-token=t; path={root}/; SameSite=Lax") == f"csrf-token=t; Path={root}/; SameSite=Lax"
+    # a cookie for RStudio's own root (an app not told its prefix) still moves under it
+    assert paths.set_cookie("csrf-token=t; path=/") == f"csrf-token=t; Path={prefix}"

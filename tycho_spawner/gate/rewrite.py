@@ -8,7 +8,20 @@ Nothing here does I/O, so every rule is unit-tested on its own. The security-rel
 * hop-by-hop headers are not forwarded in either direction (RFC 9110 section 7.6.1);
 * with the prefix stripped, ``Location`` and cookie ``Path`` values the app emits are moved
   back under ``/user/<name>/``, so redirects work and the app's cookies stay scoped to this
-  server instead of leaking to every server on the hub's domain.
+  server instead of leaking to every server on the hub's domain;
+* the gate alone tells the app where it is publicly (``X-Forwarded-Proto``/``-Host``/``-Prefix``
+  and the optional prefix header): the same headers from the browser or a front proxy are
+  dropped, and so are ``X-Forwarded-Port`` and RFC 7239 ``Forwarded``. Apps that build their
+  own URLs from these (RStudio's redirects to ``/auth-sign-in``) then build URLs the gate
+  recognises and maps back: two proxies in a row (an ingress, then the hub's proxy) send
+  ``X-Forwarded-Port: 443,80``, which RStudio appends to the host, and RStudio prefers
+  ``Forwarded`` to everything else and cuts its host at the first ``-``.
+
+RStudio's sign-in redirect (rstudio/rstudio#8888, which jupyter-rsession-proxy rewrites by
+hand) needs nothing of its own here: RStudio sends either ``/auth-sign-in?appUri=...`` (an
+absolute path at its root: moved under the prefix like any other) or the full public URL it
+computed from the headers above (already under the prefix: left alone), and sets its cookies
+with ``Path=/user/<name>`` (the public root, without a trailing slash: also left alone).
 """
 from __future__ import annotations
 
@@ -32,8 +45,13 @@ HOP_BY_HOP = frozenset(
         "Proxy-Connection",
     )
 )
-#: Request headers the gate sets itself for the app.
-FORWARDED = frozenset(("x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix"))
+#: Request headers that say where the request came from and what the public URL is: the gate
+#: sets the ``X-Forwarded-*`` ones itself (``For`` extended, the others replaced); ``Port`` and
+#: ``Forwarded`` are dropped, so the app sees one consistent account (Host carries the port).
+FORWARDED = frozenset(
+    ("x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix",
+     "x-forwarded-port", "forwarded")
+)
 #: Websocket handshake headers the websocket client writes itself.
 WEBSOCKET_HANDSHAKE = frozenset(
     ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol")
@@ -152,8 +170,13 @@ class PathMap:
         return urlunsplit(("", "", path, query, ""))
 
     def from_upstream_path(self, path: str) -> str:
-        """An absolute path the app emitted, as the browser must request it."""
-        if self.keep_prefix or path.startswith(self.prefix):
+        """An absolute path the app emitted, as the browser must request it.
+
+        Paths already under the prefix are the public ones (an app told its public root, by
+        ``X-Forwarded-Prefix`` or the prefix header, emits them), including the root itself
+        without its trailing slash (``/user/alice``: RStudio's cookie path).
+        """
+        if self.keep_prefix or path.startswith(self.prefix) or path == self.prefix.rstrip("/"):
             return path
         if self.base_path and (path == self.base_path or path.startswith(self.base_path + "/")):
             path = path[len(self.base_path):] or "/"
