@@ -297,4 +297,19 @@ def _log_request(handler) -> None:
     )
 
 
-main = GateApp.launch_instance
+#: The gate refuses cross-site requests with tornado 6.6's own algorithm (see handlers); its
+#: image pins a tornado that has it (the `gate` extra). A hub image may hold an older tornado.
+MIN_TORNADO = (6, 6)
+
+
+def main(argv=None):
+    import tornado
+
+    if tuple(tornado.version_info[:2]) < MIN_TORNADO:
+        print(
+            f"tycho-gate: needs tornado >= {'.'.join(map(str, MIN_TORNADO))} for its cross-site checks, "
+            f"this environment has {tornado.version}; install tycho-spawner[gate] (the gate's image does)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return GateApp.launch_instance(argv)
