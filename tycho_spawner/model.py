@@ -99,6 +99,17 @@ def _int(value: Any, path: str, low: int, high: int) -> int:
     return value
 
 
+def _absolute(value: Any, path: str) -> str:
+    text = _str(value, path)
+    if not text.startswith("/"):
+        raise SpecError(path, f"{text!r} must be an absolute path")
+    if text != "/" and text.endswith("/"):
+        text = text.rstrip("/")
+    if text == "/" or any(part in (".", "..") for part in text.split("/")):
+        raise SpecError(path, f"{text!r} is not a usable mount point")
+    return text
+
+
 def _port(value: Any, path: str) -> int:
     return _int(value, path, 1, 65535)
 
@@ -327,6 +338,51 @@ class Security:
 
 
 @dataclass(frozen=True)
+class Home:
+    """Where the app keeps the user's files, so the site's home volume is mounted there.
+
+    Apps disagree on where a user's files live (Jupyter in ``/home/jovyan``, RStudio in
+    ``/home/rstudio``, nginx serves a web root): the site's one persistent home (KubeSpawner's
+    ``volumes``/``volume_mounts`` at ``TychoSpawner.home_mount_path``, z2jh's
+    ``singleuser.storage``) is mounted at ``path`` in ``container`` instead of at the site's
+    path. ``sub_path`` mounts a folder of the home (created if missing), ``read_only`` refuses
+    writes. ``enabled=False`` (``home: false``) gives the app no home at all. When an entry says
+    nothing, ``container``/``path`` are None: the served container gets the home at the site's
+    own path, as with KubeSpawner.
+    """
+
+    container: Optional[str] = None
+    path: Optional[str] = None
+    sub_path: Optional[str] = None
+    read_only: bool = False
+    enabled: bool = True
+
+    FIELDS = ("container", "path", "sub_path", "read_only")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str, serve_container: str) -> "Home":
+        if data is None:
+            return cls()
+        if data is False:
+            return cls(enabled=False)
+        if data is True:
+            raise SpecError(path, "give the app's home as {container: NAME, path: /absolute/path}, or false for none")
+        _check_keys(data, path, cls.FIELDS, required=("path",))
+        container = _str(data.get("container", serve_container), f"{path}.container")
+        mount = _absolute(data["path"], f"{path}.path")
+        sub_path = data.get("sub_path")
+        if sub_path is not None:
+            sub_path = _str(sub_path, f"{path}.sub_path")
+            parts = sub_path.split("/")
+            if sub_path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+                raise SpecError(f"{path}.sub_path", f"{sub_path!r} must be a relative path inside the home (no '..')")
+        read_only = data.get("read_only", False)
+        if not isinstance(read_only, bool):
+            raise SpecError(f"{path}.read_only", "must be true or false")
+        return cls(container=container, path=mount, sub_path=sub_path, read_only=read_only)
+
+
+@dataclass(frozen=True)
 class Serve:
     """Which container answers HTTP for the user, and on which port (inside the pod)."""
 
@@ -380,8 +436,9 @@ class System:
     volumes: tuple[Volume, ...] = ()
     security: Security = field(default_factory=Security)
     gate: GateOptions = field(default_factory=GateOptions)
+    home: Home = field(default_factory=Home)
 
-    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate")
+    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate", "home")
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "System":
@@ -455,6 +512,7 @@ class System:
             volumes=volumes,
             security=Security.from_dict(data.get("security"), f"{path}.security"),
             gate=_gate_options(data, auth, path),
+            home=_home(data.get("home"), f"{path}.home", serve.container, by_name),
         )
 
     def container(self, name: str) -> Container:
@@ -466,6 +524,23 @@ class System:
     @property
     def served(self) -> Container:
         return self.container(self.serve.container)
+
+
+def _home(data: Any, path: str, serve_container: str, by_name: Mapping[str, Container]) -> Home:
+    home = Home.from_dict(data, path, serve_container)
+    if home.container is None:
+        return home
+    if home.container not in by_name:
+        raise SpecError(
+            f"{path}.container", f"{home.container!r} is not one of the containers ({', '.join(by_name)})"
+        )
+    for volume, mount_path in by_name[home.container].mounts:
+        if mount_path.rstrip("/") == home.path:
+            raise SpecError(
+                f"{path}.path",
+                f"{home.path!r} is already the mount point of volume {volume!r} in container {home.container!r}",
+            )
+    return home
 
 
 def _gate_options(data: Mapping, auth: str, path: str) -> GateOptions:

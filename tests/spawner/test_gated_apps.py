@@ -27,6 +27,12 @@ async def _get(url, **kwargs):
     return await asyncio.to_thread(requests.get, url, timeout=30, allow_redirects=False, **kwargs)
 
 
+def _rserver_info(page) -> dict:
+    """The JSON report of the test bed's rserver stand-in."""
+    assert page.status_code == 200, page.text[:500]
+    return json.loads(html.unescape(re.search(r"<pre id='rserver'>(.*)</pre>", page.text).group(1)))
+
+
 @pytest.mark.parametrize("profile, app_container, marker", [
     ("nginx", "nginx", "Welcome to nginx"),
     ("rstudio", "rstudio", "RStudio Server stand-in"),
@@ -53,9 +59,20 @@ async def test_gated_app_serves_its_owner_only_and_stops_clean(hub, control_plan
     assert page.status_code == 200, page.text[:500]
     assert marker in page.text
     if profile == "rstudio":
-        info = json.loads(html.unescape(re.search(r"<pre id='rserver'>(.*)</pre>", page.text).group(1)))
+        info = _rserver_info(page)
         assert info["path"] == "/" and info["jupyterhub_env"] == [] and info["uid"] == 1000
         assert info["root_path_header"] == spawner.server.base_url.rstrip("/")
+        # R sessions start in the home, not in rserver's own working directory
+        assert info["home_dir"] == "/home/rstudio" and info["home"] is not None
+        # RStudio's sign-in (rstudio/rstudio#8888): the redirect comes back under the server's
+        # prefix, the cookies keep RStudio's root path, and the next request is signed in.
+        sign_in = await _get(url + "auth-sign-in?appUri=%2F", headers=auth_header(hub.db, user.name))
+        assert sign_in.status_code == 302 and sign_in.headers["Location"] == spawner.server.base_url
+        assert {c.name: c.path for c in sign_in.cookies} == {
+            "user-id": spawner.server.base_url.rstrip("/"), "csrf-token": spawner.server.base_url.rstrip("/")}
+        signed_in = await _get(url, headers={**auth_header(hub.db, user.name),
+                                             "Cookie": f"user-id={sign_in.cookies['user-id']}"})
+        assert _rserver_info(signed_in)["signed_in"] is True
     # Anonymous visitors are sent to the hub's login; another user is refused.
     anonymous = await _get(url)
     assert anonymous.status_code == 302
