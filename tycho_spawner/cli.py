@@ -19,7 +19,7 @@ from .catalog_files import BUILTIN_CATALOG, catalog_data, read_catalog_file
 from .errors import CatalogError, OptionsError, RenderError
 from .import_profiles import ProfileListError, import_profiles
 from .profiles import merge, parse_catalog
-from .render import Server, render_all, template_environment
+from .render import Server, render_network_policy, render_pod, template_environment
 
 # The default names of KubeSpawner 7 (pod_name_template "jupyter-{user_server}", safe slugs),
 # so that `tycho render` shows the objects the spawner would create with default settings.
@@ -103,9 +103,35 @@ def cmd_render(args) -> int:
     catalog = parse_catalog(data)
     selection = catalog.select({"profile": args.profile, "choices": choices})
     server = server_identity(args.user, args.server, args.namespace)
-    objects = render_all(selection.system(), server, template_environment(args.templates))
+    env = template_environment(args.templates)
+    system = selection.system()
+    base = site_pod(server, args.user, args.storage)
+    objects = [render_pod(system, server, env, base), render_network_policy(system, server, env)]
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True))
     return 0
+
+
+def site_pod(server, username: str, storage: str) -> Optional[dict]:
+    """The part of KubeSpawner's pod a site's home storage makes, as this project's chart and
+    zero-to-jupyterhub set it up (``dynamic``: a claim per user; ``static``: one claim, a folder
+    per user), so `tycho render` shows where each app gets the user's files."""
+    if storage == "none":
+        return None
+    from kubespawner.slugs import safe_slug
+
+    if storage == "dynamic":
+        volume = {"name": "home", "persistentVolumeClaim": {"claimName": f"claim-{safe_slug(username)}"}}
+        mount = {"name": "home", "mountPath": server.home_mount_path}
+    else:
+        volume = {"name": "home", "persistentVolumeClaim": {"claimName": "home"}}
+        mount = {"name": "home", "mountPath": server.home_mount_path, "subPath": username}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": server.name, "namespace": server.namespace},
+        "spec": {"restartPolicy": "OnFailure", "volumes": [volume],
+                 "containers": [{"name": "notebook", "volumeMounts": [mount]}]},
+    }
 
 
 def cmd_validate(args) -> int:
@@ -186,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="", help="named server (default: the user's default server)")
     p.add_argument("--namespace", default="default", help="namespace (default: default)")
     p.add_argument("--templates", metavar="DIR", help="directory of templates overriding the packaged ones")
+    p.add_argument("--storage", choices=("dynamic", "static", "none"), default="dynamic",
+                   help="the site's home storage, as the chart's singleuser.storage.type (default: dynamic, "
+                        "a claim per user): shows where each app gets the user's files")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="CHOICE=OPTION picks an option; a dotted key (system.containers.x.image=...) "
                         "overrides the profile's catalog entry (repeatable)")

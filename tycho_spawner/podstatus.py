@@ -24,6 +24,12 @@ DEFAULT_FATAL_REASONS = (
 )
 
 PENDING, READY, FAILED, MISSING = "pending", "ready", "failed", "missing"
+#: Reason of a pending verdict whose pod waits for its storage claims to be bound: only the
+#: claims' own events say whether that will happen (see :func:`claim_verdict`).
+UNBOUND_CLAIM = "UnboundClaim"
+#: The in-tree controller that binds and provisions claims; its failures do not heal by waiting
+#: (a StorageClass that does not exist), while external provisioners retry theirs.
+_PV_CONTROLLER = "persistentvolume-controller"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ def assess(
     scheduled = conditions.get("PodScheduled")
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         message = scheduled.get("message") or "no node can run it"
+        if "persistentvolumeclaim" in message.lower():
+            # The scheduler waits for the user's storage; whether it will come is the claim's story.
+            return Verdict(PENDING, f"waiting for the storage volume: {message}", UNBOUND_CLAIM)
         if unschedulable_is_fatal:
             return Verdict(FAILED, f"no node can run this server (Unschedulable): {message}", "Unschedulable")
         return Verdict(PENDING, f"waiting for a node (Unschedulable): {message}")
@@ -105,6 +114,27 @@ def assess(
             return Verdict(PENDING, f"waiting for {', '.join(not_ready)} to answer")
     node = (pod.get("spec") or {}).get("nodeName")
     return Verdict(PENDING, f"starting containers on {node}" if node else "starting containers")
+
+
+def claim_verdict(name: str, events: Iterable[dict]) -> Verdict:
+    """Whether a claim that is not bound yet is coming, from its events (as the client's dicts).
+
+    A StorageClass that does not exist, or any other refusal of the in-tree volume controller,
+    fails at once with its message; anything else (an external provisioner at work, or
+    retrying) is waited for.
+    """
+    def when(event: dict) -> str:
+        return str(event.get("last_timestamp") or event.get("event_time") or event.get("first_timestamp") or "")
+
+    ordered = sorted(events, key=when)
+    if not ordered:
+        return Verdict(PENDING, f"waiting for the storage claim {name!r} to be bound")
+    latest = ordered[-1]
+    message = latest.get("message") or latest.get("reason") or ""
+    source = (latest.get("source") or {}).get("component") or ""
+    if latest.get("type") == "Warning" and latest.get("reason") == "ProvisioningFailed" and source == _PV_CONTROLLER:
+        return Verdict(FAILED, f"the storage claim {name!r} cannot be provisioned: {message}", "ProvisioningFailed")
+    return Verdict(PENDING, f"waiting for the storage claim {name!r}: {message}")
 
 
 def exit_status(pod: Optional[dict]) -> Optional[int]:

@@ -33,7 +33,11 @@ SERVER_PORT_NAME = "notebook-port"
 #: Label carried by every object of one server; Service and NetworkPolicy select on it.
 SERVER_LABEL = "tycho-spawner/server"
 PROFILE_LABEL = "tycho-spawner/profile"
-TEMPLATE_NAMES = ("pod.yaml.j2", "service.yaml.j2", "networkpolicy.yaml.j2")
+TEMPLATE_NAMES = ("pod.yaml.j2", "networkpolicy.yaml.j2")
+#: Fields of KubeSpawner's container that describe the app, so the catalog's container replaces
+#: them; the other fields of that container (the site's lifecycle hooks, pull policy,
+#: ``extra_container_config``...) stay on the app's container.
+APP_OWNED_FIELDS = ("name", "image", "command", "args", "ports", "env", "readinessProbe")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -47,36 +51,46 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class EnvSource:
+    """An environment variable Kubernetes fills in from elsewhere (``valueFrom``: a Secret or
+    ConfigMap key, a field of the pod), kept as its JSON so the value never passes the hub."""
+
+    value_from_json: str
+
+    @property
+    def value_from(self) -> dict:
+        return json.loads(self.value_from_json)
+
+
+@dataclass(frozen=True)
 class Server:
     """Where and for whom a System is rendered; supplied by the edge (spawner or CLI).
 
     ``hub_env`` is the hub's ``JUPYTERHUB_*`` environment: it goes to exactly one container,
     the one that authenticates requests (Jupyter itself or the gate). ``app_env`` is the site's
-    own environment (``KubeSpawner.environment``, ``MEM_LIMIT``...) for the served app.
-    Precedence, lowest first: ``app_env``, the System's env, ``hub_env``.
+    own environment (``KubeSpawner.environment``, ``MEM_LIMIT``...) for the served app; values
+    are strings or :class:`EnvSource`. Precedence, lowest first: ``app_env``, the System's env,
+    ``hub_env`` (except ``JUPYTERHUB_DEFAULT_URL``, which a catalog entry may choose).
+
+    ``home_mount_path`` is where the site mounts the user's home (KubeSpawner's
+    ``volume_mounts``); ``auth_volumes`` are volumes whose mounts belong to the authenticating
+    container (the hub's internal-SSL certificates).
     """
 
     name: str
     namespace: str
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
-    hub_env: tuple[tuple[str, str], ...] = ()
-    app_env: tuple[tuple[str, str], ...] = ()
+    hub_env: tuple[tuple[str, Any], ...] = ()
+    app_env: tuple[tuple[str, Any], ...] = ()
     ingress_from: tuple[tuple[tuple[str, str], ...], ...] = (
         (("component", "hub"),),
         (("component", "proxy"),),
     )
     gate: GateSettings = field(default_factory=GateSettings)
+    home_mount_path: str = "/home/jovyan"
+    auth_volumes: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True)
-class Owner:
-    """The object (the pod) that Service and NetworkPolicy belong to, for garbage collection."""
-
-    name: str
-    uid: str
-    kind: str = "Pod"
-    api_version: str = "v1"
 
 
 @dataclass(frozen=True)
@@ -130,13 +144,17 @@ def template_environment(override_dir: Optional[str] = None) -> jinja2.Environme
     )
 
 
+# libyaml's loader when PyYAML has it: the pure-Python one was most of a start's CPU.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> Any:
     try:
         text = env.get_template(name).render(**context)
     except jinja2.TemplateError as err:
         raise RenderError(f"template {name}: {err}") from err
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as err:
         raise RenderError(f"template {name} did not produce YAML: {err}") from err
 
@@ -172,11 +190,23 @@ def public_port(system: System, gate: GateSettings) -> int:
     return gate.port
 
 
+def env_var(name: str, value: Any) -> dict:
+    """One entry of a container's ``env`` list."""
+    if isinstance(value, EnvSource):
+        return {"name": name, "valueFrom": value.value_from}
+    return {"name": name, "value": value}
+
+
 def _plan(system: System, server: Server) -> tuple[list[dict], int]:
     """Decide each container's role: which one authenticates and which port the hub uses."""
     containers = list(system.containers)
     port = public_port(system, server.gate)
     if system.auth == "gate":
+        if server.auth_volumes:
+            raise RenderError(
+                f"{system.name}: the hub's internal SSL (JupyterHub.internal_ssl) is not supported for "
+                "apps behind tycho-gate yet"
+            )
         gate = _gate_container(system, server.gate)
         containers.insert(0, gate)
         auth_name = gate.name
@@ -190,11 +220,19 @@ def _plan(system: System, server: Server) -> tuple[list[dict], int]:
             (SERVER_PORT_NAME if (container.name == auth_name and number == port) else name, number)
             for name, number in container.ports
         ]
-        env = dict(server.app_env) if container.name == system.serve.container else {}
+        env: dict[str, Any] = dict(server.app_env) if container.name == system.serve.container else {}
         env.update(container.env)
         if container.name == auth_name:
+            chosen_url = dict(container.env).get("JUPYTERHUB_DEFAULT_URL")
             env.update(server.hub_env)
-        planned.append({"spec": container, "ports": ports, "env": list(env.items())})
+            if chosen_url is not None:
+                # The entry's interface choice (JupyterLab or Notebook) beats the site's default_url.
+                env["JUPYTERHUB_DEFAULT_URL"] = chosen_url
+        planned.append({
+            "spec": container,
+            "ports": ports,
+            "env": [env_var(name, value) for name, value in env.items()],
+        })
     return planned, port
 
 
@@ -224,33 +262,81 @@ def render_pod_parts(system: System, server: Server, env: jinja2.Environment) ->
     )
 
 
-def render_service(system: System, server: Server, env: jinja2.Environment, owner: Optional[Owner] = None) -> dict:
-    return _object(env, "service.yaml.j2", "Service", system, server, owner)
-
-
-def render_network_policy(
-    system: System, server: Server, env: jinja2.Environment, owner: Optional[Owner] = None
-) -> dict:
-    return _object(env, "networkpolicy.yaml.j2", "NetworkPolicy", system, server, owner)
-
-
-def _object(env, template, kind, system, server, owner) -> dict:
+def render_network_policy(system: System, server: Server, env: jinja2.Environment) -> dict:
+    """The server's NetworkPolicy: only the hub and proxy pods reach the one served port."""
     manifest = _load(
         env,
-        template,
+        "networkpolicy.yaml.j2",
         {
             "system": system,
             "server": server,
-            "owner": owner,
             "labels": _labels(system, server),
             "selector": {SERVER_LABEL: selector_value(server.name)},
             "port": public_port(system, server.gate),
             "port_name": SERVER_PORT_NAME,
         },
     )
-    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
-        raise RenderError(f"template {template} must produce one {kind} object")
+    if not isinstance(manifest, dict) or manifest.get("kind") != "NetworkPolicy":
+        raise RenderError("template networkpolicy.yaml.j2 must produce one NetworkPolicy object")
     return manifest
+
+
+def _under(path: str, root: str) -> Optional[str]:
+    """``path`` relative to ``root`` ("" for root itself, "/x" below it), or None if outside."""
+    path, root = path.rstrip("/") or "/", root.rstrip("/") or "/"
+    if path == root:
+        return ""
+    if path.startswith(root + "/"):
+        return path[len(root):]
+    return None
+
+
+def _home_mounts(mounts: list, system: System, home_mount_path: str) -> list:
+    """The site's home mounts moved to where this app keeps the user's files.
+
+    ``mounts`` are the site's mounts at or below ``home_mount_path``. With a sub-path home
+    (a web root that is one folder of the home), mounts nested in the home are not carried:
+    they would otherwise appear inside that folder.
+    """
+    home = system.home
+    if not home.enabled:
+        return []
+    if home.path is None:
+        return [dict(m) for m in mounts]
+    moved = []
+    for mount in mounts:
+        rest = _under(mount["mountPath"], home_mount_path)
+        new = dict(mount)
+        if rest == "":
+            new["mountPath"] = home.path
+            if home.sub_path:
+                new["subPath"] = "/".join(p for p in (mount.get("subPath"), home.sub_path) if p)
+            if home.read_only:
+                new["readOnly"] = True
+        elif home.sub_path:
+            continue
+        else:
+            new["mountPath"] = home.path + rest
+        moved.append(new)
+    return moved
+
+
+def _merge_resources(site: Mapping, app: Mapping) -> dict:
+    """The site's resources (KubeSpawner's cpu/mem/extra_resource) with the entry's on top, key by key."""
+    out = {}
+    for kind in ("limits", "requests"):
+        merged = {**(site.get(kind) or {}), **(app.get(kind) or {})}
+        if merged:
+            out[kind] = merged
+    return out
+
+
+def _referenced_volumes(spec: Mapping) -> set:
+    names = set()
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            names.update(m["name"] for m in container.get("volumeMounts") or [])
+    return names
 
 
 def render_pod(
@@ -258,9 +344,12 @@ def render_pod(
 ) -> dict:
     """A whole Pod manifest: ``base_pod`` (KubeSpawner's pod, or a bare one) with the System in it.
 
-    Site-wide settings on the base pod (node selector, tolerations, volumes, security context
-    fields the System does not set) are kept; the System's containers replace the base's one
-    container, inheriting its volume mounts when they serve the user (home directories).
+    The base pod carries the site's settings. Pod-level ones (scheduling, init and extra
+    containers, pull secrets, service account, volumes...) are kept as they are. The base's one
+    container is KubeSpawner's server container: the entry's app container takes its place and
+    keeps its site-wide fields (lifecycle hooks, pull policy, extra container config, resources
+    the entry does not set, mounts); the site's home mounts go where the entry keeps the user's
+    files (``System.home``), the hub's certificate mounts to the authenticating container.
     """
     parts = render_pod_parts(system, server, env)
     pod = json.loads(json.dumps(base_pod)) if base_pod else {
@@ -276,31 +365,57 @@ def render_pod(
     spec = pod.setdefault("spec", {})
     base_containers = spec.get("containers") or []
     base = base_containers[0] if base_containers else {}
-    app_name = system.serve.container
+
+    site_mounts, home_mounts, auth_mounts = [], [], []
+    for mount in base.get("volumeMounts") or []:
+        if mount.get("name") in server.auth_volumes:
+            auth_mounts.append(mount)
+        elif _under(mount.get("mountPath", ""), server.home_mount_path) is not None:
+            home_mounts.append(mount)
+        else:
+            site_mounts.append(mount)
+    home_mounts.sort(key=lambda m: m["mountPath"])
+    home_container = system.home.container or system.serve.container
+    extra_mounts: dict[str, list] = {}
+    extra_mounts.setdefault(home_container, []).extend(_home_mounts(home_mounts, system, server.home_mount_path))
+    extra_mounts.setdefault(system.serve.container, []).extend(site_mounts)
+    extra_mounts.setdefault(parts.containers[0]["name"], []).extend(auth_mounts)
+
     containers = []
     for rendered in parts.containers:
-        merged = {
-            # Site-wide container settings of KubeSpawner's container that do not describe
-            # the app (lifecycle hooks, image pull policy) carry over to every container.
-            **{k: v for k, v in base.items() if k in ("imagePullPolicy", "lifecycle") and v},
-            **rendered,
-        }
-        if rendered["name"] == app_name and base.get("volumeMounts"):
-            merged["volumeMounts"] = list(base["volumeMounts"]) + list(rendered.get("volumeMounts") or [])
+        name = rendered["name"]
+        if name == system.serve.container:
+            merged = dict(rendered)
+            for key, value in base.items():
+                if key not in APP_OWNED_FIELDS and key not in merged and key != "volumeMounts":
+                    merged[key] = value
+            merged["resources"] = _merge_resources(base.get("resources") or {}, rendered.get("resources") or {})
+            site_security = {k: v for k, v in (base.get("securityContext") or {}).items() if k != "privileged"}
+            merged["securityContext"] = {**site_security, **rendered["securityContext"]}
+        else:
+            merged = dict(rendered)
+            if base.get("imagePullPolicy") and "imagePullPolicy" not in merged:
+                merged["imagePullPolicy"] = base["imagePullPolicy"]
+        mounts = extra_mounts.get(name, []) + list(rendered.get("volumeMounts") or [])
+        if mounts:
+            merged["volumeMounts"] = mounts
+        else:
+            merged.pop("volumeMounts", None)
         containers.append(merged)
     spec["containers"] = containers + list(base_containers[1:])
-    spec["volumes"] = list(spec.get("volumes") or []) + parts.volumes
+    volumes = list(spec.get("volumes") or []) + parts.volumes
+    used = _referenced_volumes(spec)
+    spec["volumes"] = [v for v in volumes if v["name"] in used]
+    if not spec["volumes"]:
+        del spec["volumes"]
     spec["securityContext"] = {**(spec.get("securityContext") or {}), **parts.security_context}
     return pod
 
 
-def render_all(
-    system: System, server: Server, env: jinja2.Environment, owner: Optional[Owner] = None
-) -> list[dict]:
-    """Every object of a server, in creation order (for ``tycho render`` and golden files)."""
+def render_all(system: System, server: Server, env: jinja2.Environment) -> list[dict]:
+    """Every object of a server: the pod and its NetworkPolicy (for ``tycho render`` and golden
+    files; the spawner creates the policy first)."""
     return [
         render_pod(system, server, env),
-        render_service(system, server, env, owner),
-        render_network_policy(system, server, env, owner),
+        render_network_policy(system, server, env),
     ]
-

@@ -1,27 +1,33 @@
-"""TychoSpawner: KubeSpawner with a catalog of applications, their own objects, and fast failures.
+"""TychoSpawner: KubeSpawner with a catalog of applications, a NetworkPolicy, and fast failures.
 
-Built on KubeSpawner so a site keeps its scheduling, storage, security and naming settings and
-KubeSpawner's watch-based pod cache. What Tycho changes, and why:
+TychoSpawner runs KubeSpawner's own start, so everything a site configures there keeps working
+(the user's claim, internal SSL, per-server Services, ``modify_pod_hook``,
+``after_pod_created_hook``, scheduling, ...) and what KubeSpawner's next release adds works too.
+It changes that start only through KubeSpawner's seams:
 
-* the spawn form and ``user_options`` describe a catalog profile; bad options are refused with
-  HTTP 400 before any object exists (KubeSpawner only fails the spawn);
-* the pod holds the profile's containers (plus tycho-gate for apps that cannot log users in
-  through the hub), and a Service and NetworkPolicy are created with it, owned by the pod;
-* ``start()`` wakes on the watch event for its pod rather than polling its cache, and gives up
-  within seconds, with Kubernetes' own reason, when the pod can never become ready;
-* no live trait is changed per profile (KubeSpawner's ``kubespawner_override`` leaks settings
-  between spawns, kubespawner #546): the profile only shapes the objects being created.
+* ``apply_user_options`` / ``load_user_options``: the spawn form and ``user_options`` describe a
+  catalog entry; bad options are refused with HTTP 400 before any object exists;
+* ``get_pod_manifest``: KubeSpawner's pod, with the entry's containers in place of its one
+  container (plus tycho-gate for apps that cannot log users in through the hub), the user's home
+  mounted where the app keeps its files;
+* ``_make_create_pod_request``: the server's NetworkPolicy is created just before its pod, so
+  the pod is never reachable without it;
+* ``is_pod_running`` / ``pod_has_uid``: KubeSpawner polls these with growing waits; here they
+  wake on the watch event for the pod instead, and end the start within seconds, with
+  Kubernetes' own reason, when the pod can never become ready.
+
+No live trait is changed per entry (KubeSpawner's ``kubespawner_override`` leaks settings
+between spawns, kubespawner #546): the entry only shapes the objects being created.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from typing import Any, Optional
 
 import jinja2
-from jupyterhub.spawner import SpawnException
-from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
@@ -30,23 +36,28 @@ from traitlets import Bool, Dict, Integer, List, Unicode, default
 
 from . import podstatus
 from .catalog_files import load_catalog
+from .compat import SpawnException
 from .errors import CatalogError, OptionsError, RenderError
 from .form import render_form
 from .model import System, parse_quantity
 from .profiles import Catalog, Selection
 from .render import (
+    EnvSource,
     GateSettings,
-    Owner,
     Server,
+    public_port,
     render_network_policy,
     render_pod,
-    public_port,
-    render_service,
     template_environment,
 )
+from .site_settings import replaced_settings
 from .waiting import WakingPodReflector
 
 HUB_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_")
+#: The volume KubeSpawner mounts the hub's internal-SSL certificates from.
+INTERNAL_CERTS_VOLUME = "jupyterhub-internal-certs"
+#: How often a start waiting for a user's claim looks at it again (claims change unwatched).
+CLAIM_CHECK_SECONDS = 1.0
 
 
 class TychoSpawner(KubeSpawner):
@@ -122,6 +133,21 @@ class TychoSpawner(KubeSpawner):
         """,
     )
 
+    home_mount_path = Unicode(
+        "/home/jovyan",
+        config=True,
+        help="""
+        Where the site's `volume_mounts` put the user's home (zero-to-jupyterhub's
+        `singleuser.storage.homeMountPath`).
+
+        The mount at this path, and those below it, are moved to where each catalog entry's
+        app keeps the user's files (`home` in the entry: RStudio's /home/rstudio, a web
+        server's root...), so one persistent home follows the user from app to app. Entries
+        without a `home` keep it at this path in their serving container; `home: false` gives
+        an app none.
+        """,
+    )
+
     network_policy_enabled = Bool(
         True,
         config=True,
@@ -165,12 +191,6 @@ class TychoSpawner(KubeSpawner):
         """,
     )
 
-    @default("events_enabled")
-    def _events_enabled_default(self):
-        # Progress reads the events of this one pod; KubeSpawner's namespace-wide event cache
-        # grows without bound (kubespawner #913) and is not needed.
-        return False
-
     @default("options_form")
     def _options_form_default(self):
         return TychoSpawner._options_form
@@ -190,11 +210,13 @@ class TychoSpawner(KubeSpawner):
         return load_catalog(self.builtin_catalog, self.catalog_files, self.catalog)
 
     @classmethod
-    def check_config(cls, config) -> Catalog:
-        """Parse the catalog a config describes, or stop the process naming the bad key.
+    def check_config(cls, config, log=None) -> Catalog:
+        """Parse the catalog a config describes, or stop the process naming the bad key; log
+        the site settings that catalog entries replace.
 
-        Call it at the end of `jupyterhub_config.py` so that a broken catalog stops the hub at
-        start rather than at a user's first spawn.
+        Runs when the hub loads this class after reading its configuration (zero-to-jupyterhub's
+        `hub.config.JupyterHub.spawner_class`), and when `jupyterhub_config.py` calls it at its
+        end: a broken catalog stops the hub at start rather than at a user's first spawn.
         """
         probe = cls.__new__(cls)  # read traits through traitlets without a user or a cluster
         from traitlets.config import Configurable
@@ -205,6 +227,10 @@ class TychoSpawner(KubeSpawner):
         except CatalogError as err:
             print(f"tycho_spawner: the catalog is invalid: {err}", file=sys.stderr)
             raise SystemExit(1) from None
+        if id(config) not in _REPORTED_CONFIGS:
+            _REPORTED_CONFIGS.add(id(config))
+            for note in replaced_settings(config):
+                (log or probe.log).warning(note)
         return catalog
 
     @staticmethod
@@ -239,7 +265,7 @@ class TychoSpawner(KubeSpawner):
 
     _selection: Optional[Selection] = None
 
-    # ------------------------------------------------------------------ objects
+    # ------------------------------------------------------------------ the pod
 
     @property
     def _template_env(self) -> jinja2.Environment:
@@ -249,39 +275,69 @@ class TychoSpawner(KubeSpawner):
     def _gate_settings(self) -> GateSettings:
         return GateSettings(image=self.gate_image, port=self.gate_port, keep_prefix=self.gate_keep_prefix)
 
-    def _server_context(self, system: System) -> Server:
-        env = self.get_env()
+    def _system_for_start(self) -> System:
+        selection = self._selection or self._select(self.user_options)
+        self._selection = selection
+        return selection.system()
+
+    def _server_context(self, system: System, base_pod: dict) -> Server:
+        """Where and for whom the System is rendered, read off KubeSpawner's pod.
+
+        The environment is the one KubeSpawner prepared for its container (hub variables, the
+        site's `environment` with `valueFrom` entries, `MEM_LIMIT`...), split by who may see
+        it: the hub's part goes to the authenticating container only.
+        """
+        base_container = (base_pod["spec"].get("containers") or [{}])[0]
+        env: dict[str, Any] = {}
+        for var in base_container.get("env") or []:
+            if "valueFrom" in var:
+                env[var["name"]] = EnvSource(json.dumps(var["valueFrom"], sort_keys=True))
+            else:
+                env[var["name"]] = var.get("value", "")
         served = system.served
-        if served.limits.memory:
-            env["MEM_LIMIT"] = str(int(parse_quantity(served.limits.memory, "")))
-        if served.limits.cpu:
-            env["CPU_LIMIT"] = str(float(parse_quantity(served.limits.cpu, "")))
+        for name, quantity, as_number in (
+            ("MEM_LIMIT", served.limits.memory, int),
+            ("MEM_GUARANTEE", served.requests.memory, int),
+            ("CPU_LIMIT", served.limits.cpu, float),
+            ("CPU_GUARANTEE", served.requests.cpu, float),
+        ):
+            if quantity:
+                env[name] = str(as_number(parse_quantity(quantity, "")))
         env["JUPYTER_IMAGE"] = env["JUPYTER_IMAGE_SPEC"] = served.image
-        hub_env = tuple((k, str(v)) for k, v in env.items() if k.startswith(HUB_ENV_PREFIXES))
-        site_env = tuple((k, str(v)) for k, v in env.items() if not k.startswith(HUB_ENV_PREFIXES))
-        labels = self._build_pod_labels(self._expand_all(self.extra_labels))
-        annotations = self._build_common_annotations(self._expand_all(self.extra_annotations))
+        metadata = base_pod.get("metadata") or {}
         return Server(
-            name=self.pod_name,
+            name=metadata.get("name") or self.pod_name,
             namespace=self.namespace,
-            labels=tuple((k, str(v)) for k, v in labels.items()),
-            annotations=tuple((k, str(v)) for k, v in annotations.items()),
-            hub_env=hub_env,
-            app_env=site_env,
+            labels=tuple((k, str(v)) for k, v in (metadata.get("labels") or {}).items()),
+            annotations=tuple((k, str(v)) for k, v in (metadata.get("annotations") or {}).items()),
+            hub_env=tuple((k, v) for k, v in env.items() if k.startswith(HUB_ENV_PREFIXES)),
+            app_env=tuple((k, v) for k, v in env.items() if not k.startswith(HUB_ENV_PREFIXES)),
             ingress_from=tuple(tuple(sorted((str(k), str(v)) for k, v in peer.items()))
                                for peer in self.network_policy_ingress_from),
             gate=self._gate_settings,
+            home_mount_path=self.home_mount_path,
+            auth_volumes=(INTERNAL_CERTS_VOLUME,) if self.internal_ssl else (),
         )
 
-    async def tycho_pod_manifest(self, system: System, server: Optional[Server] = None) -> dict:
-        """KubeSpawner's pod (site settings, hooks applied) with the System's containers in it."""
-        base = await self.get_pod_manifest()
-        if self.modify_pod_hook:
-            base = await maybe_future(self.modify_pod_hook(self, base))
-        base_dict = self.api.api_client.sanitize_for_serialization(base)
-        return render_pod(system, server or self._server_context(system), self._template_env, base_dict)
+    async def get_pod_manifest(self):
+        """KubeSpawner's pod (every site setting applied), with the catalog entry in it.
 
-    # ------------------------------------------------------------------ lifecycle
+        Returns a ``V1Pod`` like KubeSpawner's, so a site's ``modify_pod_hook`` sees the pod it
+        expects and can change the real one.
+        """
+        system = self._system or self._system_for_start()
+        base = await super().get_pod_manifest()
+        client = self.api.api_client
+        base_pod = client.sanitize_for_serialization(base)
+        server = self._server_context(system, base_pod)
+        try:
+            pod = render_pod(system, server, self._template_env, base_pod)
+        except RenderError as err:
+            raise self._render_failure(system, err) from None
+        self._tycho_server = server
+        return client.deserialize(_JSONResponse(pod), "V1Pod")
+
+    # ------------------------------------------------------------------ KubeSpawner's start
 
     async def _start_watching_pods(self, replace=False):
         return await self._start_reflector(
@@ -291,6 +347,193 @@ class TychoSpawner(KubeSpawner):
             omit_namespace=self.enable_user_namespaces,
             replace=replace,
         )
+
+    async def _start_watching_events(self, replace=False):
+        # Progress reads the events of this one pod; KubeSpawner's namespace-wide event cache
+        # grows without bound (kubespawner #913). `events_enabled` still decides whether
+        # progress shows Kubernetes' events.
+        return None
+
+    _system: Optional[System] = None
+    _tycho_server: Optional[Server] = None
+    _start_deadline: Optional[float] = None
+    _policy_created = False
+
+    async def load_user_options(self):
+        """The first step of KubeSpawner's start: the catalog entry replaces `profile_list`.
+
+        The options were checked when they arrived (`apply_user_options`: HTTP 400 before any
+        object exists); here the entry becomes the System this start creates.
+        """
+        system = self._system_for_start()
+        try:
+            # The hub's env (JUPYTERHUB_SERVICE_URL) and the URL returned use the pod's public port.
+            self.port = public_port(system, self._gate_settings)
+        except RenderError as err:
+            raise self._render_failure(system, err) from None
+        self._system = system
+        self._policy_created = False
+        self._start_deadline = time.monotonic() + self.start_timeout
+        self.log.info(
+            "%s: starting %s (choices %s) as pod %s, port %s",
+            self._log_name, system.name, dict(self._selection.choices), self._pod_key, self.port,
+        )
+
+    async def _start(self):
+        started = time.perf_counter()
+        try:
+            url = await super()._start()
+        except BaseException as err:
+            # Whatever went wrong, leave nothing behind: the user's next try starts clean.
+            self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
+            try:
+                await asyncio.shield(self._remove_objects(grace_seconds=0))
+            except Exception:
+                self.log.exception("%s: cleanup after a failed start failed", self._log_name)
+            raise self._start_failure(err) from None
+        finally:
+            self._start_deadline = None
+        self.log.info(
+            "%s: pod %s ready in %.0f ms", self._log_name, self._pod_key, (time.perf_counter() - started) * 1000
+        )
+        return url
+
+    def _start_failure(self, err: BaseException) -> BaseException:
+        """What a failed start tells the user: Kubernetes' refusal in words, not a traceback."""
+        if isinstance(err, ApiException):
+            return self._api_failure("start the server", err)
+        if isinstance(err, (asyncio.TimeoutError, TimeoutError)) and not isinstance(err, SpawnException):
+            message = f"Your server could not be created in time: {err}"
+            self.log.error("%s: %s", self._log_name, message)
+            return SpawnException(message, reason="timeout", status_code=500)
+        return err
+
+    async def _make_create_pod_request(self, pod, request_timeout):
+        """Create the NetworkPolicy, then the pod (KubeSpawner retries this until it returns True).
+
+        KubeSpawner's own version logs the whole pod, hub token included, on any refusal; here
+        Kubernetes' refusal becomes a message for the user (quota, invalid pod, permissions).
+        """
+        if self.network_policy_enabled and not self._policy_created:
+            await self._create_network_policy()
+        name = pod.metadata.name
+        try:
+            await asyncio.wait_for(self.api.create_namespaced_pod(self.namespace, pod), request_timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        except ApiException as err:
+            if err.status == 409:
+                # A pod of the same name from an earlier run: remove it (and its policy), then retry.
+                self.log.warning("%s: pod %s already exists, deleting it first", self._log_name, name)
+                await self._remove_objects(grace_seconds=0)
+                return False
+            if err.status == 403 and "exceeded quota" in str(err.body):
+                raise SpawnException(
+                    f"Your namespace's resource quota does not allow this server: {_api_message(err)}",
+                    reason="quota",
+                ) from None
+            if err.status == 422:
+                raise SpawnException(f"Kubernetes rejected the pod: {_api_message(err)}", reason="invalid") from None
+            raise self._api_failure("create pods", err) from None
+
+    async def _create_network_policy(self) -> None:
+        server = self._tycho_server
+        system = self._system
+        manifest = render_network_policy(system, server, self._template_env)
+        net = shared_client("NetworkingV1Api")
+        try:
+            await net.create_namespaced_network_policy(self.namespace, manifest)
+        except ApiException as err:
+            if err.status != 409:
+                raise self._api_failure("create networkpolicies", err) from None
+            # Left over from a server whose hub did not stop it: replace it.
+            await net.delete_namespaced_network_policy(manifest["metadata"]["name"], self.namespace)
+            await net.create_namespaced_network_policy(self.namespace, manifest)
+        self._policy_created = True
+
+    def pod_has_uid(self, pod):
+        """KubeSpawner waits on this before its after-pod steps; inside a start it wakes on the watch."""
+        if self._start_deadline is None:
+            return super().pod_has_uid(pod)
+        return self._wait_for(lambda: super(TychoSpawner, self).pod_has_uid(self._current_pod()))
+
+    def is_pod_running(self, pod):
+        """Whether the pod is ready; inside a start, an awaitable that waits for it.
+
+        KubeSpawner's start polls this with growing random waits. Returning an awaitable that
+        resolves on the watch event turns that polling into waking (its retry loop awaits what
+        it is given), and a pod that can never become ready ends the start at once with
+        Kubernetes' reason instead of after `start_timeout`.
+        """
+        if self._start_deadline is None:
+            return podstatus.assess(pod, self.fatal_waiting_reasons, self.unschedulable_is_fatal).state == podstatus.READY
+        return self._wait_until_ready()
+
+    async def _wait_for(self, check) -> bool:
+        while not check():
+            remaining = (self._start_deadline or time.monotonic()) - time.monotonic()
+            if remaining <= 0:
+                return False
+            await self._changed(remaining)
+        return True
+
+    async def _wait_until_ready(self) -> bool:
+        last = None
+        while True:
+            verdict = podstatus.assess(self._current_pod(), self.fatal_waiting_reasons, self.unschedulable_is_fatal)
+            recheck = None
+            if verdict.reason == podstatus.UNBOUND_CLAIM:
+                verdict = await self._claims_verdict(verdict)
+                recheck = CLAIM_CHECK_SECONDS
+            if verdict.state == podstatus.READY:
+                return True
+            if verdict.state == podstatus.FAILED:
+                self.log.warning("%s: pod %s cannot start: %s", self._log_name, self._pod_key, verdict.message)
+                raise SpawnException(
+                    f"Your server could not start: {verdict.message}",
+                    reason=verdict.reason or "pod-failed",
+                    status_code=500,
+                )
+            if verdict.message != last:
+                self.log.debug("%s: %s", self._log_name, verdict.message)
+                last = verdict.message
+            remaining = self._start_deadline - time.monotonic()
+            if remaining <= 0:
+                raise SpawnException(
+                    f"Your server did not start within {self.start_timeout} seconds (last state: {verdict.message}).",
+                    reason="timeout",
+                    status_code=500,
+                )
+            await self._changed(min(remaining, recheck) if recheck else remaining)
+
+    async def _claims_verdict(self, waiting: podstatus.Verdict) -> podstatus.Verdict:
+        """The scheduler waits for the pod's claims: say whether they are coming, and if not why."""
+        pod = self._current_pod() or {}
+        names = [v["persistentVolumeClaim"]["claimName"] for v in (pod.get("spec") or {}).get("volumes") or []
+                 if v.get("persistentVolumeClaim")]
+        for name in names:
+            try:
+                claim = await self.api.read_namespaced_persistent_volume_claim(name, self.namespace)
+            except ApiException as err:
+                if err.status == 404:
+                    return podstatus.Verdict(
+                        podstatus.FAILED, f"the storage claim {name!r} does not exist", "ClaimNotFound"
+                    )
+                raise self._api_failure("read persistentvolumeclaims", err) from None
+            if (claim.status and claim.status.phase) == "Bound":
+                continue
+            try:
+                events = await self.api.list_namespaced_event(
+                    self.namespace, field_selector=f"involvedObject.uid={claim.metadata.uid}"
+                )
+            except ApiException as err:
+                self.log.debug("%s: cannot read the events of claim %s: %s", self._log_name, name, err.reason)
+                continue
+            return podstatus.claim_verdict(name, [e.to_dict() for e in events.items])
+        return waiting
+
+    # ------------------------------------------------------------------ stop and state
 
     @property
     def _pod_key(self) -> str:
@@ -303,53 +546,6 @@ class TychoSpawner(KubeSpawner):
     async def _changed(self, timeout: Optional[float]) -> bool:
         return await self.pod_reflector.changed(self._pod_key, timeout)
 
-    async def _start(self):
-        started = time.perf_counter()
-        selection = self._selection or self._select(self.user_options)
-        self._selection = selection
-        system = selection.system()
-        try:
-            # The hub's env (JUPYTERHUB_SERVICE_URL) and the URL returned use the pod's public port.
-            self.port = public_port(system, self._gate_settings)
-        except RenderError as err:
-            raise self._render_failure(system, err) from None
-        if self.enable_user_namespaces:
-            await self._ensure_namespace()
-        try:
-            await self._start_watching_pods()
-        except ApiException as err:
-            raise self._api_failure("watch pods", err) from None
-
-        server = self._server_context(system)
-        try:
-            manifest = await self.tycho_pod_manifest(system, server)
-        except RenderError as err:
-            raise self._render_failure(system, err) from None
-        containers = [c["name"] for c in manifest["spec"]["containers"]]
-        self.log.info(
-            "%s: starting %s (choices %s) as pod %s: containers %s, port %s",
-            self._log_name, system.name, dict(selection.choices), self._pod_key, ", ".join(containers), self.port,
-        )
-        try:
-            pod = await self._create_pod(manifest)
-            await self._create_companions(system, server, pod)
-            await self._wait_until_ready()
-        except BaseException as err:
-            # Whatever went wrong, leave nothing behind: the user's next try starts clean.
-            self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
-            try:
-                await asyncio.shield(self._remove_objects(grace_seconds=0))
-            except Exception:
-                self.log.exception("%s: cleanup after a failed start failed", self._log_name)
-            raise
-
-        pod = self._current_pod()
-        self.pod_id = pod["metadata"]["uid"]
-        self.log.info(
-            "%s: pod %s ready in %.0f ms", self._log_name, self._pod_key, (time.perf_counter() - started) * 1000
-        )
-        return self._get_pod_url(pod)
-
     def _render_failure(self, system: System, err: RenderError) -> SpawnException:
         self.log.error("%s: cannot render %s: %s", self._log_name, system.name, err)
         return SpawnException(f"The application {system.name!r} is misconfigured: {err}", reason="render")
@@ -359,104 +555,34 @@ class TychoSpawner(KubeSpawner):
             message = (
                 f"The hub is not allowed to {action} in namespace {self.namespace!r}. "
                 "Grant the hub's service account the Role from the tycho_spawner chart "
-                "(pods, services, networkpolicies, events)."
+                "(tycho_spawner/rbac.py: pods, events, networkpolicies, and persistentvolumeclaims "
+                "when users have a persistent home)."
             )
-            self.log.error("%s: %s Kubernetes said: %s", self._log_name, message, err.body)
+            self.log.error("%s: %s Kubernetes said: %s", self._log_name, message, _api_message(err))
             return SpawnException(message, reason="forbidden", status_code=500)
-        message = f"Kubernetes refused to {action}: {err.status} {err.reason}"
-        self.log.error("%s: %s: %s", self._log_name, message, err.body)
-        return SpawnException(message, reason="kubernetes", log_message=f"{message}: {err.body}", status_code=500)
-
-    async def _create_pod(self, manifest: dict) -> Any:
-        for attempt in range(3):
-            try:
-                return await self.api.create_namespaced_pod(self.namespace, manifest)
-            except ApiException as err:
-                if err.status == 409 and attempt < 2:
-                    # A pod of the same name from an earlier run: remove it, then try again.
-                    self.log.warning("%s: pod %s already exists, deleting it first", self._log_name, self._pod_key)
-                    await self._remove_objects(grace_seconds=0)
-                    continue
-                if err.status == 403 and "exceeded quota" in str(err.body):
-                    raise SpawnException(
-                        f"Your namespace's resource quota does not allow this server: {_api_message(err)}",
-                        reason="quota",
-                    ) from None
-                if err.status == 422:
-                    raise SpawnException(
-                        f"Kubernetes rejected the pod: {_api_message(err)}", reason="invalid"
-                    ) from None
-                raise self._api_failure("create pods", err) from None
-        raise AssertionError("unreachable")
-
-    async def _create_companions(self, system: System, server: Server, pod: Any) -> None:
-        owner = Owner(name=pod.metadata.name, uid=pod.metadata.uid)
-        env = self._template_env
-        objects = [("service", render_service(system, server, env, owner))]
-        if self.network_policy_enabled:
-            objects.append(("network policy", render_network_policy(system, server, env, owner)))
-        for kind, manifest in objects:
-            create, delete = self._companion_api(kind)
-            try:
-                await create(self.namespace, manifest)
-            except ApiException as err:
-                if err.status != 409:
-                    raise self._api_failure(f"create {kind.replace(' ', '')}s", err) from None
-                # Left over from an earlier pod that the garbage collector has not removed yet.
-                await delete(manifest["metadata"]["name"], self.namespace)
-                await create(self.namespace, manifest)
-
-    def _companion_api(self, kind: str):
-        if kind == "service":
-            return self.api.create_namespaced_service, self.api.delete_namespaced_service
-        net = shared_client("NetworkingV1Api")
-        return net.create_namespaced_network_policy, net.delete_namespaced_network_policy
-
-    async def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = None
-        while True:
-            verdict = podstatus.assess(
-                self._current_pod(), self.fatal_waiting_reasons, self.unschedulable_is_fatal
-            )
-            if verdict.state == podstatus.READY:
-                return
-            if verdict.state == podstatus.FAILED:
-                self.log.warning("%s: pod %s cannot start: %s", self._log_name, self._pod_key, verdict.message)
-                raise SpawnException(
-                    f"Your server could not start: {verdict.message}",
-                    reason=verdict.reason or "pod-failed",
-                    status_code=500,
-                )
-            if verdict.message != last:
-                self.log.debug("%s: %s", self._log_name, verdict.message)
-                last = verdict.message
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SpawnException(
-                    f"Your server did not start within {self.start_timeout} seconds (last state: {verdict.message}).",
-                    reason="timeout",
-                    status_code=500,
-                )
-            await self._changed(remaining)
+        message = f"Kubernetes refused to {action}: {err.status} {_api_message(err)}"
+        self.log.error("%s: %s", self._log_name, message)
+        return SpawnException(message, reason="kubernetes", status_code=500)
 
     async def _remove_objects(self, grace_seconds: int) -> None:
-        """Delete the pod, its Service and NetworkPolicy, and wait until the pod is gone."""
+        """Delete the pod and its NetworkPolicy, and wait until the pod is gone.
+
+        The user's claim stays: it holds their files (`delete_pvc` removes it with the user).
+        """
+        await self._start_watching_pods()
+        self._policy_created = False
         try:
-            await self.api.delete_namespaced_pod(
-                self.pod_name, self.namespace, grace_period_seconds=grace_seconds
-            )
+            await self.api.delete_namespaced_pod(self.pod_name, self.namespace, grace_period_seconds=grace_seconds)
         except ApiException as err:
             if err.status != 404:
                 raise self._api_failure("delete pods", err) from None
-        kinds = ("service", "network policy") if self.network_policy_enabled else ("service",)
-        for kind in kinds:
-            _, delete = self._companion_api(kind)
+        if self.network_policy_enabled:
+            net = shared_client("NetworkingV1Api")
             try:
-                await delete(self.pod_name, self.namespace)
+                await net.delete_namespaced_network_policy(self.pod_name, self.namespace)
             except ApiException as err:
                 if err.status != 404:
-                    raise self._api_failure(f"delete {kind.replace(' ', '')}s", err) from None
+                    raise self._api_failure("delete networkpolicies", err) from None
         deadline = time.monotonic() + max(self.start_timeout, grace_seconds + 30)
         while self._current_pod() is not None:
             remaining = deadline - time.monotonic()
@@ -465,7 +591,6 @@ class TychoSpawner(KubeSpawner):
             await self._changed(remaining)
 
     async def stop(self, now: bool = False) -> None:
-        await self._start_watching_pods()
         grace = 0 if now else self.delete_grace_period
         self.log.info("%s: stopping pod %s (grace %ss)", self._log_name, self._pod_key, grace)
         await self._remove_objects(grace_seconds=grace)
@@ -502,7 +627,7 @@ class TychoSpawner(KubeSpawner):
                 except ApiException as err:
                     self.log.debug("%s: cannot read events: %s", self._log_name, err.reason)
                     items = []
-                for event in items:
+                for event in items if self.events_enabled else ():
                     if event.metadata.uid in seen:
                         continue
                     seen.add(event.metadata.uid)
@@ -556,11 +681,42 @@ def _event_message(event: Any, pod: dict) -> str:
     return message or reason
 
 
-def _api_message(err: ApiException) -> str:
-    import json
+class _JSONResponse:
+    """What the Kubernetes client's ``deserialize`` reads: a response body."""
 
+    def __init__(self, obj: Any):
+        self.data = json.dumps(obj)
+
+
+#: Configs already checked at hub start (a process loads its configuration once; tests load several).
+_REPORTED_CONFIGS: set = set()
+
+
+def _check_at_hub_start() -> None:
+    """When JupyterHub loads this class after reading its configuration (zero-to-jupyterhub sets
+    `spawner_class` as a string), check the catalog and log replaced settings there and then.
+
+    A `jupyterhub_config.py` that imports this module while it is being read is not finished
+    yet; such a file calls `TychoSpawner.check_config(c)` at its end instead.
+    """
+    try:
+        from jupyterhub.app import JupyterHub
+    except ImportError:  # pragma: no cover - JupyterHub is a dependency
+        return
+    if not JupyterHub.initialized():
+        return
+    app = JupyterHub.instance()
+    configured = app.config.get("JupyterHub", {}).get("spawner_class")
+    name = configured if isinstance(configured, str) else getattr(configured, "__name__", "")
+    if isinstance(name, str) and name.rsplit(".", 1)[-1] == "TychoSpawner":
+        TychoSpawner.check_config(app.config, log=app.log)
+
+
+def _api_message(err: ApiException) -> str:
     try:
         return json.loads(err.body).get("message") or err.reason
     except (TypeError, ValueError):
         return str(err.reason)
 
+
+_check_at_hub_start()

@@ -3,7 +3,7 @@
 `tycho_spawner.cli.server_identity` gives the names KubeSpawner (default templates, 'safe' slug
 scheme) gives a server; they must be valid Kubernetes names and label values whatever the user
 is called, and two different (user, server) pairs must never share a name (they would share a
-pod, a Service and a NetworkPolicy).
+pod and a NetworkPolicy).
 """
 from __future__ import annotations
 
@@ -189,12 +189,11 @@ def test_selector_label_of_rendered_objects_is_the_unique_value():
     env = template_environment()
     values = set()
     for user in ("a" * 300, "A" * 300, "日本語"):
-        pod, service, policy = render_all(system, server_identity(user, "Web Site", "jhub"), env)
+        pod, policy = render_all(system, server_identity(user, "Web Site", "jhub"), env)
         value = pod["metadata"]["labels"][SERVER_LABEL]
         assert LABEL_VALUE.match(value) and len(value) <= 63
-        assert service["spec"]["selector"] == {SERVER_LABEL: value}
         assert policy["spec"]["podSelector"]["matchLabels"] == {SERVER_LABEL: value}
-        for obj in (pod, service, policy):
+        for obj in (pod, policy):
             for label in obj["metadata"]["labels"].values():
                 assert LABEL_VALUE.match(label) and len(label) <= 63
         values.add(value)

@@ -1,4 +1,4 @@
-"""Rendering a System into the pod's containers, a Service and a NetworkPolicy.
+"""Rendering a System into the pod's containers and a NetworkPolicy.
 
 Golden files
 ------------
@@ -32,14 +32,13 @@ from tycho_spawner.profiles import Catalog, parse_catalog
 from tycho_spawner.render import (
     SERVER_LABEL,
     SERVER_PORT_NAME,
+    EnvSource,
     GateSettings,
-    Owner,
     Server,
     render_all,
     render_network_policy,
     render_pod,
     render_pod_parts,
-    render_service,
     selector_value,
     template_environment,
 )
@@ -90,7 +89,7 @@ def server(name="jupyter-alice", **kw) -> Server:
 
 
 def env_of(container: dict) -> dict:
-    return {e["name"]: e["value"] for e in container.get("env") or []}
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
 
 
 def system_of(key: str, **choices) -> System:
@@ -141,7 +140,7 @@ def test_golden(name, capsys):
     expected = path.read_text(encoding="utf-8")
     assert text == expected, f"{path.name} differs from `tycho render {' '.join(golden_cases()[name])}`"
     docs = list(yaml.safe_load_all(text))
-    assert [d["kind"] for d in docs] == ["Pod", "Service", "NetworkPolicy"]
+    assert [d["kind"] for d in docs] == ["Pod", "NetworkPolicy"]
 
 
 def test_no_stale_golden_files():
@@ -172,14 +171,14 @@ def all_selections():
 @pytest.mark.parametrize("key, choices", list(all_selections()), ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={o}" for k, o in v.items()) or "-")
 def test_every_profile_and_option_renders(key, choices):
     system = builtin().select({"profile": key, "choices": choices}).system()
-    objects = render_all(system, server(), template_environment(), Owner(name="jupyter-alice", uid="u-1"))
-    assert [o["kind"] for o in objects] == ["Pod", "Service", "NetworkPolicy"]
-    pod = objects[0]
+    objects = render_all(system, server(), template_environment())
+    assert [o["kind"] for o in objects] == ["Pod", "NetworkPolicy"]
+    pod, policy = objects
     names = [c["name"] for c in pod["spec"]["containers"]]
     assert len(names) == len(set(names))
     served = [p for c in pod["spec"]["containers"] for p in c.get("ports", []) if p["name"] == SERVER_PORT_NAME]
     assert len(served) == 1
-    assert objects[1]["spec"]["ports"][0]["port"] == served[0]["containerPort"]
+    assert policy["spec"]["ingress"][0]["ports"][0]["port"] == served[0]["containerPort"]
     # a round trip through YAML (what `tycho render` prints, what kubectl reads) changes nothing
     assert list(yaml.safe_load_all(yaml.safe_dump_all(objects))) == objects
 
@@ -225,8 +224,17 @@ def test_env_precedence_site_then_catalog_then_hub():
     app = pod["spec"]["containers"][1]
     assert env_of(app)["USER"] == "rstudio", "the catalog's env beats the site's"
     assert env_of(app)["X"] == "site"
-    pod = render_pod(system_of("base"), server(hub_env=(("JUPYTERHUB_DEFAULT_URL", "/hub-says"),)), template_environment())
-    assert env_of(pod["spec"]["containers"][0])["JUPYTERHUB_DEFAULT_URL"] == "/hub-says"
+    site = server(hub_env=(("JUPYTERHUB_DEFAULT_URL", "/hub-says"), ("JUPYTERHUB_USER", "alice")))
+    pod = render_pod(system_of("base"), site, template_environment())
+    assert env_of(pod["spec"]["containers"][0])["JUPYTERHUB_DEFAULT_URL"] == "/lab", "the entry's ui choice wins"
+    catalog = parse_catalog({"plain": {"system": {
+        "serve": {"container": "nb", "port": 8888},
+        "containers": {"nb": {"image": "quay.io/jupyter/base-notebook:1", "ports": {"http": 8888},
+                              "env": {"JUPYTERHUB_USER": "catalog-cannot-say-who"}}}}}})
+    pod = render_pod(catalog.select({}).system(), site, template_environment())
+    env = env_of(pod["spec"]["containers"][0])
+    assert env["JUPYTERHUB_DEFAULT_URL"] == "/hub-says", "an entry that chooses nothing gets the site's default_url"
+    assert env["JUPYTERHUB_USER"] == "alice", "the hub's identity variables beat the catalog's"
 
 
 # --------------------------------------------------------------------------- ports, labels, selectors
@@ -249,10 +257,6 @@ def test_gate_port_is_the_notebook_port_of_a_gated_app(key, app_port):
     assert [p["name"] for p in app["ports"]] == ["http"] and app["ports"][0]["containerPort"] == app_port
     assert "--upstream" in gate["args"] and f"http://127.0.0.1:{app_port}" in gate["args"]
     assert render_pod_parts(system_of(key), server(), env).port == 8888
-    service = render_service(system_of(key), server(), env)
-    assert service["spec"]["ports"] == [
-        {"name": SERVER_PORT_NAME, "port": 8888, "targetPort": SERVER_PORT_NAME, "protocol": "TCP"}
-    ]
 
 
 def test_gate_settings_are_used():
@@ -282,8 +286,7 @@ def test_objects_carry_the_kubespawner_labels(capsys):
         assert labels["tycho-spawner/profile"] == "scipy"
         assert doc["metadata"]["name"] == "jupyter-alice"
         assert doc["metadata"]["namespace"] == "default"
-    pod, service, policy = docs
-    assert service["spec"]["selector"] == {SERVER_LABEL: "jupyter-alice"}
+    pod, policy = docs
     assert policy["spec"]["podSelector"] == {"matchLabels": {SERVER_LABEL: "jupyter-alice"}}
     assert pod["metadata"]["annotations"] == {"hub.jupyter.org/username": "alice"}
 
@@ -296,10 +299,9 @@ def test_selectors_match_the_pod_labels_only_of_their_own_server():
     for objs, other in ((a, b), (b, a)):
         pod_labels = objs[0]["metadata"]["labels"]
         other_labels = other[0]["metadata"]["labels"]
-        selector = objs[1]["spec"]["selector"]
+        selector = objs[1]["spec"]["podSelector"]["matchLabels"]
         assert selector.items() <= pod_labels.items()
         assert not selector.items() <= other_labels.items()
-        assert objs[2]["spec"]["podSelector"]["matchLabels"] == selector
 
 
 def test_selector_value_is_a_valid_label_value():
@@ -309,31 +311,13 @@ def test_selector_value_is_a_valid_label_value():
     assert selector_value("x" * 64) != selector_value("x" * 65)
 
 
-# --------------------------------------------------------------------------- owner references
+# --------------------------------------------------------------------------- ownership
 
 
-@pytest.mark.parametrize("key", ["scipy", "rstudio"])
-def test_service_and_network_policy_are_owned_by_the_pod(key):
-    owner = Owner(name="jupyter-alice", uid="0d6f4a4c-7d8e-4c38-9c3e-2d0b7f6c1a11")
+def test_network_policy_is_not_owned_it_exists_before_the_pod():
+    """Created before the pod (so the pod is never reachable without it), it cannot name the
+    pod's uid as its owner: the spawner deletes it at stop."""
     env = template_environment()
-    for obj in (
-        render_service(system_of(key), server(), env, owner),
-        render_network_policy(system_of(key), server(), env, owner),
-    ):
-        assert obj["metadata"]["ownerReferences"] == [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": "jupyter-alice",
-                "uid": "0d6f4a4c-7d8e-4c38-9c3e-2d0b7f6c1a11",
-                "blockOwnerDeletion": True,
-            }
-        ]
-
-
-def test_no_owner_no_owner_references():
-    env = template_environment()
-    assert "ownerReferences" not in render_service(system_of("base"), server(), env)["metadata"]
     assert "ownerReferences" not in render_network_policy(system_of("base"), server(), env)["metadata"]
     assert "ownerReferences" not in render_pod(system_of("base"), server(), env)["metadata"]
 
@@ -379,8 +363,6 @@ def test_network_policy_peers_are_configurable():
 def test_everything_runs_as_non_root(key):
     pod = render_pod(system_of(key), server(), template_environment())
     spec = pod["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["securityContext"]["runAsUser"] > 0
     for container in spec["containers"]:
         sc = container["securityContext"]
         assert sc["runAsNonRoot"] is True, container["name"]
@@ -392,12 +374,10 @@ def test_everything_runs_as_non_root(key):
 
 def test_security_of_the_system_is_used():
     pod = render_pod(system_of("nginx"), server(), template_environment())
-    assert pod["spec"]["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 101,
-        "runAsGroup": 101,
-        "fsGroup": 101,
-    }
+    # The pod level holds only what volumes need: the site's init containers are the site's.
+    assert pod["spec"]["securityContext"] == {"fsGroup": 101}
+    for container in pod["spec"]["containers"]:
+        assert (container["securityContext"]["runAsUser"], container["securityContext"]["runAsGroup"]) == (101, 101)
 
 
 # --------------------------------------------------------------------------- resources and volumes
@@ -418,75 +398,197 @@ def test_volumes_and_mounts():
     assert "volumeMounts" not in pod["spec"]["containers"][0]
 
 
-def test_base_pod_site_settings_are_kept():
-    base = {
+def kubespawner_pod(**container) -> dict:
+    """A pod shaped like KubeSpawner 7's (its make_pod, sanitized) with z2jh's usual settings."""
+    notebook = {
+        "name": "notebook",
+        "image": "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0",
+        "args": ["jupyterhub-singleuser"],
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "notebook-port", "containerPort": 8888}],
+        "env": [
+            {"name": "JUPYTERHUB_API_TOKEN", "value": "s3cret-token"},
+            {"name": "JUPYTER_IMAGE", "value": "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"},
+            {"name": "MEM_GUARANTEE", "value": "1073741824"},
+            {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        ],
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo hi"]}}},
+        "resources": {"requests": {"memory": "1G"}, "limits": {"nvidia.com/gpu": "1"}},
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 100, "allowPrivilegeEscalation": False,
+                            "privileged": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [
+            {"name": "home", "mountPath": "/home/jovyan"},
+            {"name": "shared", "mountPath": "/home/jovyan/shared", "readOnly": True},
+            {"name": "data", "mountPath": "/srv/data"},
+        ],
+        "workingDir": "/srv/site-dir",
+        "envFrom": [{"configMapRef": {"name": "site-env"}}],
+    }
+    notebook.update(container)
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "jupyter-alice", "labels": {"site": "yes"}, "annotations": {"a": "b"}},
         "spec": {
             "nodeSelector": {"pool": "users"},
             "tolerations": [{"key": "users", "operator": "Exists"}],
-            "securityContext": {"supplementalGroups": [5000]},
-            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}],
-            "containers": [
-                {
-                    "name": "notebook",
-                    "image": "site/default:1",
-                    "imagePullPolicy": "IfNotPresent",
-                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
-                }
+            "securityContext": {"fsGroup": 100, "supplementalGroups": [5000]},
+            "initContainers": [{"name": "block-cloud-metadata", "image": "quay.io/jupyterhub/k8s-network-tools:4.4.0",
+                                "securityContext": {"runAsUser": 0, "privileged": True}}],
+            "volumes": [
+                {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}},
+                {"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
             ],
+            "containers": [notebook, {"name": "site-sidecar", "image": "example.org/sidecar:1"}],
         },
     }
+
+
+def test_base_pod_site_settings_are_kept():
+    base = kubespawner_pod()
     pod = render_pod(system_of("rstudio"), server(), template_environment(), base_pod=base)
     spec = pod["spec"]
     assert spec["nodeSelector"] == {"pool": "users"}
     assert spec["tolerations"] == [{"key": "users", "operator": "Exists"}]
-    assert spec["securityContext"]["supplementalGroups"] == [5000]
-    assert spec["securityContext"]["runAsUser"] == 1000
-    assert [v["name"] for v in spec["volumes"]] == ["home", "rstudio-tmp"]
-    gate, app = spec["containers"]
-    assert app["volumeMounts"] == [
-        {"name": "home", "mountPath": "/home/jovyan"},
-        {"name": "rstudio-tmp", "mountPath": "/tmp"},
-    ]
+    assert spec["initContainers"] == base["spec"]["initContainers"], "the site's init containers are kept as they are"
+    assert spec["securityContext"] == {"fsGroup": 1000, "supplementalGroups": [5000]}
+    assert [v["name"] for v in spec["volumes"]] == ["home", "shared", "data", "rstudio-tmp"]
+    gate, app, sidecar = spec["containers"]
+    assert sidecar == {"name": "site-sidecar", "image": "example.org/sidecar:1"}, "extra_containers are kept"
     assert "volumeMounts" not in gate, "the home directory is for the app, not the gate"
     assert gate["imagePullPolicy"] == app["imagePullPolicy"] == "IfNotPresent"
     assert pod["metadata"]["labels"]["site"] == "yes"
     assert pod["metadata"]["labels"][SERVER_LABEL] == "jupyter-alice"
-    assert base["spec"]["containers"][0]["image"] == "site/default:1", "the base pod is not modified"
+    assert base["spec"]["containers"][0]["image"] == "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0", \
+        "the base pod is not modified"
+
+
+def test_the_app_container_keeps_the_sites_container_settings():
+    pod = render_pod(system_of("rstudio"), server(app_env=()), template_environment(), base_pod=kubespawner_pod())
+    app = pod["spec"]["containers"][1]
+    assert app["name"] == "rstudio" and app["image"].startswith("docker.io/rocker/rstudio:")
+    assert app["lifecycle"] == {"postStart": {"exec": {"command": ["sh", "-c", "echo hi"]}}}
+    assert app["envFrom"] == [{"configMapRef": {"name": "site-env"}}], "extra_container_config keys stay"
+    # the entry's size wins key by key; the site's other resources stay
+    assert app["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert app["resources"]["limits"]["memory"] == "2Gi" and app["resources"]["requests"]["memory"] == "512Mi"
+    # the site's security settings stay unless the entry decides them; never privileged
+    sc = app["securityContext"]
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert (sc["runAsUser"], sc["runAsGroup"], sc["runAsNonRoot"]) == (1000, 1000, True)
+    assert "privileged" not in sc and sc["allowPrivilegeEscalation"] is False
+    assert "args" in app and "jupyterhub-singleuser" not in app["args"], "the entry's command, not the site's cmd"
+    nginx = render_pod(system_of("nginx"), server(), template_environment(), base_pod=kubespawner_pod())
+    assert nginx["spec"]["containers"][1]["workingDir"] == "/srv/site-dir", "an entry without a working dir gets the site's"
+
+
+def test_site_env_with_value_from_reaches_the_app_as_value_from():
+    site_env = (("DB_PASSWORD", EnvSource('{"secretKeyRef": {"key": "password", "name": "db"}}')), ("PLAIN", "x"))
+    for key, app_index in (("scipy", 0), ("rstudio", 1)):
+        pod = render_pod(system_of(key), server(app_env=site_env), template_environment())
+        app = pod["spec"]["containers"][app_index]
+        assert {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"key": "password", "name": "db"}}} in app["env"]
+        assert {"name": "PLAIN", "value": "x"} in app["env"]
+
+
+def mounts(container: dict) -> list:
+    return [(m["name"], m["mountPath"], m.get("subPath"), bool(m.get("readOnly"))) for m in container.get("volumeMounts") or []]
+
+
+def test_the_home_goes_where_each_app_keeps_the_users_files():
+    env = template_environment()
+    jupyter = render_pod(system_of("scipy"), server(), env, base_pod=kubespawner_pod())["spec"]["containers"][0]
+    assert mounts(jupyter) == [
+        ("home", "/home/jovyan", None, False),
+        ("shared", "/home/jovyan/shared", None, True),
+        ("data", "/srv/data", None, False),
+    ]
+    rstudio = render_pod(system_of("rstudio"), server(), env, base_pod=kubespawner_pod())["spec"]["containers"][1]
+    assert mounts(rstudio)[:3] == [
+        ("home", "/home/rstudio", None, False),
+        ("shared", "/home/rstudio/shared", None, True),
+        ("data", "/srv/data", None, False),
+    ]
+    nginx = render_pod(system_of("nginx"), server(), env, base_pod=kubespawner_pod())["spec"]["containers"][1]
+    # Only public_html, read-only; what is mounted inside the home is not published.
+    assert mounts(nginx)[:2] == [("home", "/srv/public_html", "public_html", True), ("data", "/srv/data", None, False)]
+
+
+def test_a_site_sub_path_home_keeps_its_sub_path():
+    base = kubespawner_pod(volumeMounts=[{"name": "home", "mountPath": "/home/jovyan", "subPath": "alice"}])
+    nginx = render_pod(system_of("nginx"), server(), template_environment(), base_pod=base)["spec"]["containers"][1]
+    assert mounts(nginx)[0] == ("home", "/srv/public_html", "alice/public_html", True)
+
+
+def test_an_entry_without_a_home_gets_none_and_no_claim():
+    catalog = parse_catalog({"kiosk": {"system": {
+        "home": False,
+        "serve": {"container": "web", "port": 8080},
+        "containers": {"web": {"image": "python:3.11", "ports": {"http": 8080}}}}}})
+    pod = render_pod(catalog.select({}).system(), server(), template_environment(), base_pod=kubespawner_pod())
+    assert mounts(pod["spec"]["containers"][0]) == [("data", "/srv/data", None, False)]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["data"], "unused claims are not in the pod"
+
+
+def test_an_entry_that_says_nothing_keeps_the_home_at_the_sites_path():
+    catalog = parse_catalog({"custom": {"system": {
+        "serve": {"container": "lab", "port": 8888},
+        "containers": {"lab": {"image": "quay.io/jupyter/base-notebook:1", "ports": {"http": 8888}}}}}})
+    pod = render_pod(catalog.select({}).system(), server(), template_environment(), base_pod=kubespawner_pod())
+    assert mounts(pod["spec"]["containers"][0])[0] == ("home", "/home/jovyan", None, False)
+
+
+def test_a_different_site_home_path_is_followed():
+    base = kubespawner_pod(volumeMounts=[{"name": "home", "mountPath": "/data/home"}])
+    pod = render_pod(system_of("rstudio"), server(home_mount_path="/data/home"), template_environment(), base_pod=base)
+    assert mounts(pod["spec"]["containers"][1])[0] == ("home", "/home/rstudio", None, False)
+
+
+def test_internal_ssl_certificates_go_to_the_authenticating_container():
+    base = kubespawner_pod(volumeMounts=[
+        {"name": "home", "mountPath": "/home/jovyan"},
+        {"name": "jupyterhub-internal-certs", "mountPath": "/etc/jupyterhub/ssl/"},
+    ])
+    ssl = server(auth_volumes=("jupyterhub-internal-certs",))
+    pod = render_pod(sidecar_system(), ssl, template_environment(), base_pod=base)
+    notebook, metrics = pod["spec"]["containers"][:2]
+    assert ("jupyterhub-internal-certs", "/etc/jupyterhub/ssl/", None, False) in mounts(notebook)
+    assert "volumeMounts" not in metrics
+    with pytest.raises(RenderError, match="internal SSL"):
+        render_pod(system_of("nginx"), ssl, template_environment(), base_pod=base)
 
 
 # --------------------------------------------------------------------------- templates
 
 
 def test_admin_template_directory_overrides_one_template(tmp_path):
-    (tmp_path / "service.yaml.j2").write_text(
-        "apiVersion: v1\n"
-        "kind: Service\n"
+    (tmp_path / "networkpolicy.yaml.j2").write_text(
+        "apiVersion: networking.k8s.io/v1\n"
+        "kind: NetworkPolicy\n"
         "metadata:\n"
         "  name: {{ server.name }}\n"
         "  annotations: {site-template: 'yes'}\n"
         "spec:\n"
-        "  type: NodePort\n"
-        "  selector: {{ selector }}\n"
-        "  ports: [{port: {{ port }}, targetPort: {{ port_name }}}]\n"
+        "  podSelector: {matchLabels: {{ selector }}}\n"
+        "  policyTypes: [Ingress, Egress]\n"
+        "  ingress: [{ports: [{port: {{ port }}}]}]\n"
     )
     env = template_environment(str(tmp_path))
-    service = render_service(system_of("base"), server(), env)
-    assert service["spec"]["type"] == "NodePort"
-    assert service["metadata"]["annotations"] == {"site-template": "yes"}
-    # the other templates are still the packaged ones
     policy = render_network_policy(system_of("base"), server(), env)
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert render_service(system_of("base"), server(), template_environment())["spec"]["type"] == "ClusterIP"
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["metadata"]["annotations"] == {"site-template": "yes"}
+    # the other templates are still the packaged ones
+    assert render_pod(system_of("base"), server(), env)["spec"]["containers"][0]["name"] == "notebook"
+    packaged = render_network_policy(system_of("base"), server(), template_environment())
+    assert packaged["spec"]["policyTypes"] == ["Ingress"]
 
 
 @pytest.mark.parametrize(
     "template, expression, name",
     [
-        ("service.yaml.j2", "{{ no_such_variable }}", "no_such_variable"),
         ("networkpolicy.yaml.j2", "{{ server.no_such_attribute }}", "no_such_attribute"),
+        ("networkpolicy.yaml.j2", "{{ no_such_variable }}", "no_such_variable"),
         ("pod.yaml.j2", "{{ system.nope }}", "nope"),
     ],
 )
@@ -500,15 +602,15 @@ def test_undefined_variable_is_a_render_error_naming_it(tmp_path, template, expr
 
 
 def test_undefined_in_a_condition_is_an_error_too(tmp_path):
-    (tmp_path / "service.yaml.j2").write_text("{% if typo_flag %}kind: Service{% endif %}\n")
+    (tmp_path / "networkpolicy.yaml.j2").write_text("{% if typo_flag %}kind: NetworkPolicy{% endif %}\n")
     with pytest.raises(RenderError, match="typo_flag"):
-        render_service(system_of("base"), server(), template_environment(str(tmp_path)))
+        render_network_policy(system_of("base"), server(), template_environment(str(tmp_path)))
 
 
 def test_template_that_is_not_yaml_is_a_render_error(tmp_path):
-    (tmp_path / "service.yaml.j2").write_text("kind: Service\n  bad: [indent\n")
+    (tmp_path / "networkpolicy.yaml.j2").write_text("kind: NetworkPolicy\n  bad: [indent\n")
     with pytest.raises(RenderError, match="did not produce YAML"):
-        render_service(system_of("base"), server(), template_environment(str(tmp_path)))
+        render_network_policy(system_of("base"), server(), template_environment(str(tmp_path)))
 
 
 def test_template_producing_the_wrong_kind_is_a_render_error(tmp_path):
@@ -518,4 +620,3 @@ def test_template_producing_the_wrong_kind_is_a_render_error(tmp_path):
     (tmp_path / "pod.yaml.j2").write_text("containers: nope\n")
     with pytest.raises(RenderError, match="containers"):
         render_pod(system_of("base"), server(), template_environment(str(tmp_path)))
-
