@@ -15,6 +15,8 @@
 #                                                                    or the hostname with 0.0.0.0)
 #   TYCHO_CATALOG_FILES     extra catalog YAML files, ':'-separated (default: none)
 #   TYCHO_DATA_DIR          where the hub keeps its database and cookie secret (default: .)
+#   TYCHO_STORAGE           users' homes: "dynamic" (a claim per user, the default) or "none"
+#   TYCHO_STORAGE_CLASS     StorageClass of users' claims (default: the cluster's default class)
 import os
 
 from tycho_spawner import TychoSpawner
@@ -27,7 +29,7 @@ data_dir = env("TYCHO_DATA_DIR", ".")
 # --- The spawner ---------------------------------------------------------------------------
 c.JupyterHub.spawner_class = TychoSpawner
 # The namespace user servers run in; the hub's kube credentials need the Role from the chart
-# there (pods, services, networkpolicies, events). See README, "Permissions".
+# there (pods, events, networkpolicies, and claims for the homes). See README, "Permissions".
 c.TychoSpawner.namespace = env("TYCHO_NAMESPACE", "default")
 # Extra catalog files merged over the built-in catalog (add, override, or disable entries).
 c.TychoSpawner.catalog_files = [p for p in env("TYCHO_CATALOG_FILES", "").split(":") if p]
@@ -40,6 +42,22 @@ c.TychoSpawner.start_timeout = 600
 # Servers are reached by pod IP; the proxy must be able to route to pod IPs (true inside the
 # cluster and on the test bed; for minikube on a laptop see the README's minikube section).
 c.TychoSpawner.http_timeout = 120
+
+# --- Users' files ---------------------------------------------------------------------------
+# Every user gets one persistent home: a claim per user (claim-<name>) on the cluster's default
+# StorageClass (the test bed's own, minikube's "standard"), shared by all of the user's servers,
+# kept when a server stops, and mounted where each app keeps its files: /home/jovyan for the
+# Jupyter stacks, /home/rstudio for RStudio, ~/public_html as nginx's web root. These are
+# KubeSpawner's own settings, as zero-to-jupyterhub's singleuser.storage.type=dynamic sets them.
+if env("TYCHO_STORAGE", "dynamic") == "dynamic":
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.pvc_name_template = "claim-{username}"
+    c.KubeSpawner.storage_capacity = "10Gi"
+    if env("TYCHO_STORAGE_CLASS"):
+        c.KubeSpawner.storage_class = env("TYCHO_STORAGE_CLASS")
+    c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+    c.KubeSpawner.volume_mounts = {"home": {"name": "home", "mountPath": "/home/jovyan"}}
+    c.TychoSpawner.home_mount_path = "/home/jovyan"
 
 # --- Where the hub listens -----------------------------------------------------------------
 # Pods live in their own network namespace: the hub's 127.0.0.1 is not theirs. The hub API
@@ -54,6 +72,8 @@ elif hub_ip != "0.0.0.0":
 # The public URL people open: the proxy, on this machine only.
 c.JupyterHub.bind_url = env("TYCHO_BIND_URL", "http://127.0.0.1:8000")
 c.JupyterHub.db_url = f"sqlite:///{os.path.join(data_dir, 'jupyterhub.sqlite')}"
+# A hub restart (or upgrade) leaves users' servers running; the hub finds them again.
+c.JupyterHub.cleanup_servers = False
 c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "jupyterhub-proxy.pid")
 
