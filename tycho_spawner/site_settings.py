@@ -78,7 +78,7 @@ def replaced_settings(config: Mapping[str, Any]) -> list[str]:
                 "containers: each entry's system.security decides (non-root, no privilege escalation, "
                 "no capabilities); its other keys apply to the app container"
             )
-    if settings.get("internal_ssl"):
+    if settings.get("internal_ssl") or (config.get("JupyterHub") or {}).get("internal_ssl"):
         notes.append("internal_ssl applies to Jupyter entries; apps behind tycho-gate cannot start with it yet")
     return [f"TychoSpawner: site setting {note}" for note in notes]
 

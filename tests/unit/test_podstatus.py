@@ -15,8 +15,10 @@ from tycho_spawner.podstatus import (
     MISSING,
     PENDING,
     READY,
+    UNBOUND_CLAIM,
     Verdict,
     assess,
+    claim_verdict,
     exit_status,
 )
 
@@ -371,3 +373,56 @@ def test_empty_shapes_do_not_crash():
     assert assess({}).state == PENDING
     assert assess({"metadata": {"uid": "u"}, "status": {}}).state == PENDING
     assert exit_status({}) is None
+
+
+# --------------------------------------------------------------------------- storage claims
+
+def _unschedulable(message):
+    return {
+        "metadata": {"uid": "u-1"},
+        "spec": {},
+        "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]},
+    }
+
+
+@pytest.mark.parametrize("message", [
+    "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims.",
+    'persistentvolumeclaim "home" not found',
+])
+def test_a_pod_waiting_for_its_claims_is_not_failed_by_the_scheduler_alone(message):
+    verdict = assess(_unschedulable(message), unschedulable_is_fatal=True)
+    assert verdict.state == PENDING and verdict.reason == UNBOUND_CLAIM
+    assert message in verdict.message
+
+
+def _event(reason, message, kind="Normal", component="persistentvolume-controller", at="2026-12-01T00:00:01Z"):
+    return {"reason": reason, "message": message, "type": kind, "source": {"component": component},
+            "last_timestamp": at}
+
+
+def test_a_claim_of_a_missing_storage_class_fails_with_the_controllers_words():
+    verdict = claim_verdict("claim-alice", [
+        _event("ProvisioningFailed", 'storageclass.storage.k8s.io "fast" not found', "Warning"),
+    ])
+    assert verdict.state == FAILED and verdict.reason == "ProvisioningFailed"
+    assert verdict.message == (
+        "the storage claim 'claim-alice' cannot be provisioned: storageclass.storage.k8s.io \"fast\" not found"
+    )
+
+
+def test_a_claim_being_provisioned_is_waited_for():
+    waiting = _event("ExternalProvisioning", 'waiting for a volume to be created, either by external provisioner '
+                     '"tycho-testbed.io/hostpath" or manually created by system administrator')
+    assert claim_verdict("claim-alice", [waiting]).state == PENDING
+    assert claim_verdict("claim-alice", []).state == PENDING
+    # an external provisioner's own failure is retried by it: still waiting
+    retrying = _event("ProvisioningFailed", "disk quota hiccup", "Warning", component="tycho-testbed.io/hostpath",
+                      at="2026-12-01T00:00:02Z")
+    assert claim_verdict("claim-alice", [waiting, retrying]).state == PENDING
+    # the newest event decides: a class created meanwhile lets the controller go on
+    failed_then_waiting = [
+        _event("ProvisioningFailed", 'storageclass.storage.k8s.io "fast" not found', "Warning", at="2026-12-01T00:00:01Z"),
+        _event("ExternalProvisioning", "waiting for a volume to be created", at="2026-12-01T00:00:05Z"),
+    ]
+    assert claim_verdict("claim-alice", failed_then_waiting).state == PENDING
