@@ -340,13 +340,16 @@ class TychoSpawner(KubeSpawner):
     # ------------------------------------------------------------------ KubeSpawner's start
 
     async def _start_watching_pods(self, replace=False):
-        return await self._start_reflector(
-            kind="pods",
-            reflector_class=WakingPodReflector,
-            labels={"component": self.component_label},
-            omit_namespace=self.enable_user_namespaces,
-            replace=replace,
-        )
+        try:
+            return await self._start_reflector(
+                kind="pods",
+                reflector_class=WakingPodReflector,
+                labels={"component": self.component_label},
+                omit_namespace=self.enable_user_namespaces,
+                replace=replace,
+            )
+        except ApiException as err:
+            raise self._api_failure("watch pods", err) from None
 
     async def _start_watching_events(self, replace=False):
         # Progress reads the events of this one pod; KubeSpawner's namespace-wide event cache

@@ -2,10 +2,13 @@
 
     python -m tycho_testbed cluster up|down|status|env [--state-dir D] [--nodes N] [--images FILE]
     python -m tycho_testbed node --kubeconfig K --node NAME --state-dir D [--images FILE]
+    python -m tycho_testbed provisioner --kubeconfig K --state-dir D
 
-`cluster up` starts the control plane and N node agents detached (they outlive the command;
-`cluster down` stops them). The state directory (default $TYCHO_TESTBED_STATE or
-~/.cache/tycho-testbed/run) holds certificates, kubeconfigs, logs and pid files.
+`cluster up` starts the control plane (with the storage provisioner) and N node agents
+detached (they outlive the command; `cluster down` stops them). The state directory (default
+$TYCHO_TESTBED_STATE or ~/.cache/tycho-testbed/run) holds certificates, kubeconfigs, logs, pid
+files and the volumes' storage. $TYCHO_TESTBED_PYTHON chooses the Python that runs the node
+agents and the provisioner, and so the programs of the image table (default: this one).
 """
 from __future__ import annotations
 
@@ -47,8 +50,15 @@ def _alive(pid: int) -> bool:
 
 def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_path=None,
                index=None, detach=True) -> subprocess.Popen:
-    """Start one node agent as a detached process; its log goes to ``log_path``."""
-    argv = [sys.executable, "-m", "tycho_testbed", "node", "--kubeconfig", str(kubeconfig),
+    """Start one node agent as a detached process; its log goes to ``log_path``.
+
+    It runs under ``testbed_python()`` ($TYCHO_TESTBED_PYTHON or this Python): pods' programs
+    (jupyterhub-singleuser, tycho-gate...) come from that environment, as images are
+    independent of the hub's.
+    """
+    from .cluster import die_with_parent, testbed_python
+
+    argv = [testbed_python(), "-m", "tycho_testbed", "node", "--kubeconfig", str(kubeconfig),
             "--node", name, "--state-dir", str(state_dir)]
     if index is not None:
         argv += ["--index", str(index)]
@@ -56,8 +66,6 @@ def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_pa
         argv += ["--images", str(images)]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
-        from .cluster import die_with_parent
-
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=None if detach else die_with_parent)
     finally:
@@ -161,9 +169,15 @@ def main(argv=None) -> int:
     from .node import add_node_arguments, run_node
 
     add_node_arguments(node)
+    provisioner = sub.add_parser("provisioner", help="run the storage provisioner in the foreground (needs root)")
+    from .provisioner import add_provisioner_arguments, run_provisioner
+
+    add_provisioner_arguments(provisioner)
     args = parser.parse_args(argv)
     if args.command == "node":
         return run_node(args)
+    if args.command == "provisioner":
+        return run_provisioner(args)
     return {"up": cluster_up, "down": cluster_down, "status": cluster_status, "env": cluster_env}[args.action](args)
 
 

@@ -3,7 +3,9 @@ kube-scheduler and kube-controller-manager, from Debian's packages (shared/desig
 
 Nothing here imitates Kubernetes: the binaries are the real v1.20 ones built from Debian's
 ``kubernetes`` source package by ``testbed/build-control-plane.sh``; this module only gives them
-certificates, ports and flags, starts them, and stops them.
+certificates, ports and flags, starts them, and stops them. Beside them it runs the test bed's
+storage provisioner (:mod:`tycho_testbed.provisioner`), which plays what a cluster's storage
+add-on (minikube's hostpath provisioner, a CSI driver) does, and creates its StorageClasses.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,12 +26,13 @@ from typing import Optional
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "build-control-plane.sh"
 
-#: Controllers that need a real node, cloud or volume plugin are off; everything a spawner
-#: relies on (service accounts and their tokens, garbage collection, Deployments) is on.
-CONTROLLERS = (
-    "*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,"
-    "-persistentvolume-expander,-ttl,-route,-service,-cloud-node-lifecycle"
-)
+#: Controllers that need a real node or a cloud are off; everything a spawner relies on is on:
+#: service accounts and their tokens, garbage collection, Deployments, and storage (the
+#: PersistentVolume binder and expander, PVC and PV protection). attachdetach stays off: no
+#: volume of the test bed is attached to a node (its PVs are host directories).
+CONTROLLERS = "*,-nodeipam,-nodelifecycle,-attachdetach,-ttl,-route,-service,-cloud-node-lifecycle"
+#: Stopped in this order (the provisioner first, etcd last).
+COMPONENTS = ("provisioner", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 #: The components' own API client rate limits. Kubernetes' defaults (scheduler 50/100,
 #: controller-manager 20/30) would be what limits a burst on this test bed, not the code
 #: under test; raised so that what is measured is the spawner.
@@ -45,6 +49,13 @@ def die_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def testbed_python() -> str:
+    """The Python that runs the test bed's own programs (node agents, provisioner), and so the
+    programs of the image table: ``$TYCHO_TESTBED_PYTHON``, else this one. Pod "images" come
+    from it, independent of the environment the tests (or a hub under test) run in."""
+    return os.environ.get("TYCHO_TESTBED_PYTHON") or sys.executable
 
 
 def free_port() -> int:
@@ -92,6 +103,11 @@ class ControlPlane:
     @property
     def kubeconfig_path(self) -> Path:
         return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the provisioner keeps the PersistentVolumes' storage (``pvc-<claim uid>``)."""
+        return self.state_dir / "volumes"
 
     @property
     def ca_path(self) -> Path:
@@ -212,6 +228,9 @@ class ControlPlane:
             "--service-account-signing-key-file", str(pki / "sa.key"),
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--authorization-mode", "RBAC",
+            # As kubeadm, minikube and managed clusters set it: privileged containers are
+            # allowed (zero-to-jupyterhub's metadata-blocking init container is one).
+            "--allow-privileged=true",
             "--service-cluster-ip-range", self.config.service_cluster_ip_range,
             # The API server refuses loopback endpoints for its own Service: give it a
             # placeholder and do not reconcile endpoints (nothing routes Service IPs here).
@@ -234,14 +253,33 @@ class ControlPlane:
             "--controllers", CONTROLLERS,
         ], detach=self.config.detach)
         self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common], detach=self.config.detach)
+        try:
+            self._start_storage()
+        except Exception:
+            self.stop()
+            raise
         self.ready_seconds = time.monotonic() - started
         return self
 
+    def _start_storage(self) -> None:
+        """The StorageClasses and their provisioner, as a cluster's storage add-on provides them.
+
+        Volumes of an earlier run are removed first: etcd starts empty, no PV refers to them.
+        """
+        from .provisioner import ensure_storage_classes, reset_volumes
+
+        reset_volumes(self.volumes_dir)
+        ensure_storage_classes(self.api_client())
+        self._spawn("provisioner", [testbed_python(), "-m", "tycho_testbed", "provisioner",
+                                    "--kubeconfig", str(self.kubeconfig_path), "--state-dir", str(self.state_dir)],
+                    detach=self.config.detach)
+
     def stop(self, timeout: float = 10) -> None:
-        """SIGTERM every component (scheduler first, etcd last), SIGKILL what is left."""
+        """SIGTERM every component (provisioner first, etcd last), SIGKILL what is left, then
+        unmount the sized volumes (their data goes with the cluster, as etcd's does)."""
         pids = {}
         pid_dir = self.state_dir / "pids"
-        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in COMPONENTS:
             proc = self.processes.pop(name, None)
             pid = proc.pid if proc else None
             if pid is None and (pid_dir / f"{name}.pid").exists():
@@ -265,11 +303,14 @@ class ControlPlane:
             if proc is not None:
                 proc.wait()
             (pid_dir / f"{name}.pid").unlink(missing_ok=True)
+        from .provisioner import unmount_all
+
+        unmount_all(self.volumes_dir)
 
     def status(self) -> dict:
         """Each component's pid and whether it runs."""
         out = {}
-        for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        for name in reversed(COMPONENTS):
             pid_file = self.state_dir / "pids" / f"{name}.pid"
             pid = int(pid_file.read_text()) if pid_file.exists() else None
             out[name] = {"pid": pid, "running": bool(pid) and _alive(pid, None)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,3 +93,28 @@ class ImageTable:
     def load(cls, path: Optional[os.PathLike] = None) -> "ImageTable":
         with open(path or DEFAULT_TABLE, encoding="utf-8") as f:
             return cls.from_data(yaml.safe_load(f) or [])
+
+
+def program_overlays(entry: ImageEntry, stage: Path) -> list[str]:
+    """Shell lines that put the image's programs named by absolute path at that path.
+
+    A script of the image may exec ``/usr/lib/rstudio-server/bin/rserver`` by its path, which
+    the host does not have: each top directory holding such a program (``/usr``) becomes, in the
+    container's mount namespace, a read-only overlay of the host's directory and of one under
+    ``stage`` with a script running the program's local command. Nothing is written to the host.
+    """
+    tops = {}
+    for path, argv in entry.programs:
+        if not path.startswith("/") or path.count("/") < 2:
+            continue
+        relative = Path(path).relative_to("/")
+        target = stage / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("#!/bin/sh\nexec " + shlex.join(argv) + ' "$@"\n')
+        target.chmod(0o755)
+        tops[relative.parts[0]] = stage / relative.parts[0]
+    for directory in [stage, *stage.rglob("*")] if tops else []:
+        if directory.is_dir():
+            directory.chmod(0o755)
+    return [f"mount -t overlay overlay -o lowerdir={shlex.quote(str(lower))}:/{top} /{top}"
+            for top, lower in sorted(tops.items())]

@@ -4,7 +4,9 @@ What is real: the Node and Pod objects, the scheduler's binding, the status and 
 agent writes through the real API server, and the processes: each container runs as a real
 local process, as the pod's ``runAsUser``, in the pod's own network namespace (its own
 ``127.0.0.1`` shared by its containers, its own IP on a bridge the host can reach) and its own
-mount namespace (emptyDir / ConfigMap / Secret volumes bind-mounted at their mountPath).
+mount namespace (volumes bind-mounted at their mountPath, see :mod:`tycho_testbed.volumes`).
+Init containers run in order, each to completion, before the app containers, and status is
+reported with the kubelet's reasons (PodInitializing, Init CrashLoopBackOff, Initialized...).
 
 What is simulated, explicitly:
 
@@ -15,14 +17,16 @@ What is simulated, explicitly:
   private to the pod), and resources (cpu, memory) are recorded, not enforced: no cgroups;
 * no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP), and no network
   plugin enforces NetworkPolicies;
-* back-off for crash loops and image pulls is shorter than a kubelet's (seconds, not minutes).
+* back-off for crash loops, image pulls and volume set-up is shorter than a kubelet's
+  (seconds, not minutes);
+* fsGroup is applied to persistentVolumeClaim volumes (host directories) as a kubelet applies
+  it to block and CSI volumes; a real kubelet does not for hostPath or NFS volumes.
 
 It needs root (network and mount namespaces, switching user); it refuses to start otherwise.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import hashlib
 import http.client
@@ -43,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .images import ImageTable, pod_path
+from .images import ImageTable, pod_path, program_overlays
+from .volumes import Mount, MountError, PodVolumes, VolumeError, bind_script, decode_keyed, go_list
 
 log = logging.getLogger("tycho_testbed.node")
 
@@ -136,6 +141,8 @@ class ConfigError(Exception):
 class ContainerRun:
     name: str
     spec: dict
+    #: an init container: runs to completion, in order, before the app containers start.
+    init: bool = False
     proc: Optional[subprocess.Popen] = None
     state: dict = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: dict = field(default_factory=dict)
@@ -148,6 +155,92 @@ class ContainerRun:
     probe_fail: int = 0
     next_probe: float = 0.0
     pulled: bool = False
+
+    @property
+    def field_path(self) -> str:
+        """How Events name the container (``involvedObject.fieldPath``)."""
+        return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state.get("terminated", {}).get("exitCode") == 0
+
+    def api_status(self, pod_uid: str) -> dict:
+        """This container's entry in containerStatuses / initContainerStatuses, as a kubelet
+        writes it (init containers are ready once they exited 0, and have no ``started``)."""
+        entry = {"name": self.name, "image": self.spec.get("image", ""), "imageID": "",
+                 "ready": self.succeeded if self.init else self.ready,
+                 "restartCount": self.restarts, "state": self.state, "lastState": self.last_state}
+        if not self.init:
+            entry["started"] = self.proc is not None
+        if self.proc is not None or "terminated" in self.state:
+            entry["containerID"] = f"tycho://{pod_uid}/{self.name}"
+        return entry
+
+
+def pod_phase(restart_policy: str, init_statuses: list[dict], statuses: list[dict]) -> str:
+    """The kubelet's getPhase: a pod's phase from its container statuses."""
+    pending_init = failed_init = 0
+    for s in init_statuses:
+        state = s["state"]
+        if "running" in state:
+            pending_init += 1
+        elif "terminated" in state:
+            failed_init += state["terminated"]["exitCode"] != 0
+        elif "terminated" in s["lastState"]:
+            failed_init += s["lastState"]["terminated"]["exitCode"] != 0
+        else:
+            pending_init += 1
+    running = waiting = stopped = succeeded = 0
+    for s in statuses:
+        state = s["state"]
+        if "running" in state:
+            running += 1
+        elif "terminated" in state:
+            stopped += 1
+            succeeded += state["terminated"]["exitCode"] == 0
+        elif "terminated" in s["lastState"]:
+            stopped += 1
+        else:
+            waiting += 1
+    if failed_init and restart_policy == "Never":
+        return "Failed"
+    if pending_init or waiting:
+        return "Pending"
+    if running:
+        return "Running"
+    if stopped:
+        if restart_policy == "Always":
+            return "Running"  # all restarting
+        if stopped == succeeded:
+            return "Succeeded"
+        return "Failed" if restart_policy == "Never" else "Running"
+    return "Pending"
+
+
+def pod_conditions(init_statuses: list[dict], statuses: list[dict], phase: str) -> list[dict]:
+    """Initialized, ContainersReady and Ready with the kubelet's reasons and messages
+    (pkg/kubelet/status/generate.go), without transition times."""
+    unready_init = [s["name"] for s in init_statuses if not s["ready"]]
+    if phase == "Succeeded":
+        initialized = {"type": "Initialized", "status": "True", "reason": "PodCompleted"}
+    elif unready_init:
+        initialized = {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized",
+                       "message": f"containers with incomplete status: {go_list(unready_init)}"}
+    else:
+        initialized = {"type": "Initialized", "status": "True"}
+    unready = [s["name"] for s in statuses if not s["ready"]]
+    if phase == "Succeeded":
+        ready = {"status": "False", "reason": "PodCompleted"}
+    elif unready:
+        ready = {"status": "False", "reason": "ContainersNotReady",
+                 "message": f"containers with unready status: {go_list(unready)}"}
+    else:
+        ready = {"status": "True"}
+    # reason and message always present, null when unset: the status patch merges conditions by
+    # type, and a field left out would keep its old value.
+    return [{"reason": None, "message": None, **condition}
+            for condition in (initialized, {"type": "Ready", **ready}, {"type": "ContainersReady", **ready})]
 
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
@@ -180,9 +273,20 @@ class PodWorker(threading.Thread):
         self.ip: Optional[str] = None
         self.delete_requested = threading.Event()
         self.wake = threading.Event()
-        self.containers = [ContainerRun(c["name"], c) for c in pod["spec"]["containers"]]
+        spec = pod["spec"]
+        # A kubelet shows containers it has not started as ContainerCreating, or as
+        # PodInitializing (init containers included) when the pod has init containers.
+        waiting = {"waiting": {"reason": "PodInitializing" if spec.get("initContainers") else "ContainerCreating"}}
+        self.init_containers = [ContainerRun(c["name"], c, init=True, state=dict(waiting))
+                                for c in spec.get("initContainers") or []]
+        self.containers = [ContainerRun(c["name"], c, state=dict(waiting)) for c in spec["containers"]]
+        self.volumes = PodVolumes(agent, pod, self.dir)
+        self.volumes_ready = False
+        self.next_volume_try = 0.0
+        self.volume_backoff = BACKOFF_START
         self.start_time = now()
         self.phase = "Pending"
+        self.transitions: dict[str, tuple[str, str]] = {}
         self.last_status: Optional[str] = None
 
     # -- helpers
@@ -191,8 +295,12 @@ class PodWorker(threading.Thread):
     def restart_policy(self) -> str:
         return self.pod["spec"].get("restartPolicy", "Always")
 
-    def event(self, reason: str, message: str, kind: str = "Normal", container: Optional[str] = None) -> None:
-        self.agent.event(self.pod, reason, message, kind, container)
+    @property
+    def all_containers(self) -> list[ContainerRun]:
+        return self.init_containers + self.containers
+
+    def event(self, reason: str, message: str, kind: str = "Normal", container: Optional[ContainerRun] = None) -> None:
+        self.agent.event(self.pod, reason, message, kind, container.field_path if container else None)
 
     def update(self, pod: dict) -> None:
         self.pod = pod
@@ -216,7 +324,6 @@ class PodWorker(threading.Thread):
         os.chmod(self.dir / "tmp", 0o1777)
         self.ip = self.agent.allocate_ip(self.uid)
         create_pod_network(self.uid, self.ip)
-        self._prepare_volumes()
         self.write_status()
         while not self.delete_requested.is_set():
             self._step()
@@ -226,24 +333,59 @@ class PodWorker(threading.Thread):
         self._terminate()
 
     def _next_wakeup(self) -> float:
-        times = [c.next_start for c in self.containers if c.proc is None and c.next_start]
-        times += [c.next_probe for c in self.containers if c.proc is not None]
+        if not self.volumes_ready:
+            times = [self.next_volume_try]
+        else:
+            times = [c.next_start for c in self.all_containers if c.proc is None and c.next_start]
+            times += [c.next_probe for c in self.containers if c.proc is not None]
         if not times:
             return 1.0
         return max(0.01, min(min(times) - time.monotonic(), 1.0))
 
     def _step(self) -> None:
+        """One pass of the kubelet's pod sync: volumes, then init containers one at a time, each
+        to completion, then the app containers."""
         t = time.monotonic()
-        for c in self.containers:
-            if c.proc is not None:
-                code = c.proc.poll()
-                if code is not None:
-                    self._exited(c, code)
-                else:
-                    self._probe(c, t)
-            elif "terminated" not in c.state and t >= c.next_start:
-                self._start_container(c)
+        if not self.volumes_ready and not self._set_up_volumes(t):
+            return
+        for c in self.init_containers:
+            if c.succeeded:
+                continue
+            self._drive(c, t)
+            if not c.succeeded:
+                break  # running, backing off, or failed for good: later ones wait
+        else:
+            for c in self.containers:
+                self._drive(c, t)
         self._update_phase()
+
+    def _set_up_volumes(self, t: float) -> bool:
+        """Set up the pod's volumes; on failure FailedMount events, and a retry with back-off
+        (the containers stay waiting, as on a kubelet)."""
+        if t < self.next_volume_try:
+            return False
+        try:
+            self.volumes.set_up()
+        except VolumeError as err:
+            for message in err.messages:
+                self.event("FailedMount", message, "Warning")
+            log.info("pod %s/%s: volumes not ready: %s", self.namespace, self.name, err)
+            self.next_volume_try = t + self.volume_backoff
+            self.volume_backoff = min(self.volume_backoff * 2, BACKOFF_MAX)
+            return False
+        self.volumes_ready = True
+        return True
+
+    def _drive(self, c: ContainerRun, t: float) -> None:
+        """Advance one container: notice its exit, probe it, or (re)start it when due."""
+        if c.proc is not None:
+            code = c.proc.poll()
+            if code is not None:
+                self._exited(c, code)
+            elif not c.init:
+                self._probe(c, t)
+        elif "terminated" not in c.state and t >= c.next_start:
+            self._start_container(c)
 
     def _exited(self, c: ContainerRun, code: int) -> None:
         finished = now()
@@ -254,55 +396,42 @@ class PodWorker(threading.Thread):
         _signal_group(c.proc, signal.SIGKILL)
         c.proc = None
         c.ready = False
-        restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
+        if c.init:  # init containers are retried on failure unless restartPolicy is Never
+            restart = code != 0 and self.restart_policy != "Never"
+        else:
+            restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
         log.info("pod %s/%s: container %s exited with %s", self.namespace, self.name, c.name, code)
         if restart:
             c.last_state = {"terminated": terminated}
             c.restarts += 1
             c.state = {"waiting": {"reason": "CrashLoopBackOff",
                                    "message": f"back-off {c.backoff:.0f}s restarting failed container={c.name} pod={self.name}_{self.namespace}({self.uid})"}}
-            self.event("BackOff", "Back-off restarting failed container", "Warning", c.name)
+            self.event("BackOff", "Back-off restarting failed container", "Warning", c)
             c.next_start = time.monotonic() + c.backoff
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
         else:
             c.state = {"terminated": terminated}
 
     def _update_phase(self) -> None:
-        states = [c.state for c in self.containers]
-        if all("terminated" in s for s in states):
-            codes = [s["terminated"]["exitCode"] for s in states]
-            self.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
-        elif any(c.proc is not None or c.restarts for c in self.containers):
-            self.phase = "Running"
+        if self.phase in ("Succeeded", "Failed"):
+            return  # terminal, as on a kubelet
+        self.phase = pod_phase(self.restart_policy, [c.api_status(self.uid) for c in self.init_containers],
+                               [c.api_status(self.uid) for c in self.containers])
 
     # -- starting containers
 
     def _start_container(self, c: ContainerRun) -> None:
-        image = c.spec.get("image", "")
-        entry = self.agent.images.lookup(image)
+        entry = self._pull(c)
         if entry is None:
-            first = c.state.get("waiting", {}).get("reason") not in ("ErrImagePull", "ImagePullBackOff")
-            self.event("Pulling", f'Pulling image "{image}"', container=c.name)
-            message = f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found in the test bed image table'
-            self.event("Failed", f'Failed to pull image "{image}": {message}', "Warning", c.name)
-            self.event("Failed", "Error: ErrImagePull", "Warning", c.name)
-            if first:
-                c.state = {"waiting": {"reason": "ErrImagePull", "message": message}}
-            else:
-                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}
-                self.event("BackOff", f'Back-off pulling image "{image}"', "Normal", c.name)
-            c.next_start = time.monotonic() + c.backoff
-            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
             return
-        if not c.pulled:
-            self.event("Pulling", f'Pulling image "{image}"', container=c.name)
-            self.event("Pulled", f'Successfully pulled image "{image}" in 0s (test bed image table)', container=c.name)
-            c.pulled = True
         try:
+            uid, gid, groups = self._identity(c)
             env = self._environment(c, entry)
-        except ConfigError as err:
+            workdir = c.spec.get("workingDir") or entry.working_dir or str(self.dir / "home")
+            mounts = self._mounts(c, workdir, env)
+        except (ConfigError, MountError) as err:
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(err)}}
-            self.event("Failed", f"Error: {err}", "Warning", c.name)
+            self.event("Failed", f"Error: {err}", "Warning", c)
             c.next_start = time.monotonic() + c.backoff
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
             return
@@ -311,21 +440,13 @@ class PodWorker(threading.Thread):
         if not argv:
             c.state = {"waiting": {"reason": "CreateContainerError", "message": "no command specified"}}
             return
-        uid, gid, groups = self._identity(c)
-        workdir = c.spec.get("workingDir") or entry.working_dir or str(self.dir / "home")
-        mounts = self._mounts(c, workdir)
-        env.setdefault("HOME", workdir if workdir in mounts else str(self.dir / "home"))
-        script = ["set -e"]
-        for target, source, readonly in mounts.values():
-            script.append(f"mkdir -p {shlex.quote(target)} 2>/dev/null || true")
-            script.append(f"mount --bind {shlex.quote(source)} {shlex.quote(target)}")
-            if readonly:
-                script.append(f"mount -o remount,bind,ro {shlex.quote(target)}")
-        script.append(f"cd {shlex.quote(workdir)}")
+        env.setdefault("HOME", workdir if any(m.target == workdir for m in mounts) else str(self.dir / "home"))
+        script = ["set -e", *program_overlays(entry, self.dir / "image" / c.name),
+                  *bind_script(mounts, self.dir / "mnt" / c.name), f"cd {shlex.quote(workdir)}",
+                  'exec "$@"']
         drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}",
                 "--groups=" + ",".join(str(g) for g in groups) if groups else "--clear-groups",
                 "--inh-caps=-all", "--"] if uid != 0 else []
-        script.append('exec "$@"')
         wrapper = ["ip", "netns", "exec", netns_name(self.uid), "unshare", "--mount", "--propagation", "private",
                    "/bin/sh", "-c", "\n".join(script), "tycho-container", *drop, *argv]
         logfile = open(self.logs / f"{c.name}.log", "ab")
@@ -338,15 +459,50 @@ class PodWorker(threading.Thread):
         finally:
             logfile.close()
         (self.logs / f"{c.name}.pid").write_text(str(c.proc.pid))
+        self._wake_on_exit(c.proc)
         c.started_at = now()
         c.state = {"running": {"startedAt": c.started_at}}
         c.ready = "readinessProbe" not in c.spec
         probe = c.spec.get("readinessProbe") or {}
         c.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
         c.probe_ok = c.probe_fail = 0
-        self.event("Created", f"Created container {c.name}", container=c.name)
-        self.event("Started", f"Started container {c.name}", container=c.name)
+        self.event("Created", f"Created container {c.name}", container=c)
+        self.event("Started", f"Started container {c.name}", container=c)
         log.info("pod %s/%s: started %s as uid %s: %s", self.namespace, self.name, c.name, uid, argv)
+
+    def _wake_on_exit(self, proc: subprocess.Popen) -> None:
+        """Wake the pod's loop as soon as the process ends: the next init container, a restart
+        or the new status should not wait for the loop's next tick."""
+        def wait():
+            proc.wait()
+            self.wake.set()
+
+        threading.Thread(target=wait, daemon=True, name=f"wait-{proc.pid}").start()
+
+    def _pull(self, c: ContainerRun):
+        """The test bed's image pull: the image's entry in the image table, or, for an image
+        the table does not have, ErrImagePull then ImagePullBackOff as for a missing image."""
+        image = c.spec.get("image", "")
+        entry = self.agent.images.lookup(image)
+        if entry is None:
+            first = c.state.get("waiting", {}).get("reason") not in ("ErrImagePull", "ImagePullBackOff")
+            self.event("Pulling", f'Pulling image "{image}"', container=c)
+            message = f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found in the test bed image table'
+            self.event("Failed", f'Failed to pull image "{image}": {message}', "Warning", c)
+            self.event("Failed", "Error: ErrImagePull", "Warning", c)
+            if first:
+                c.state = {"waiting": {"reason": "ErrImagePull", "message": message}}
+            else:
+                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}
+                self.event("BackOff", f'Back-off pulling image "{image}"', "Normal", c)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            return None
+        if not c.pulled:
+            self.event("Pulling", f'Pulling image "{image}"', container=c)
+            self.event("Pulled", f'Successfully pulled image "{image}" in 0s (test bed image table)', container=c)
+            c.pulled = True
+        return entry
 
     def _identity(self, c: ContainerRun) -> tuple[int, int, list[int]]:
         psc = self.pod["spec"].get("securityContext") or {}
@@ -420,39 +576,21 @@ class PodWorker(threading.Thread):
 
     # -- volumes
 
-    def _prepare_volumes(self) -> None:
-        root = self.dir / "volumes"
-        root.mkdir(exist_ok=True)
-        self.volume_dirs: dict[str, Path] = {}
-        for volume in self.pod["spec"].get("volumes") or []:
-            path = root / volume["name"]
-            path.mkdir(exist_ok=True)
-            os.chmod(path, 0o777 if "emptyDir" in volume else 0o755)
-            fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
-            if "emptyDir" in volume and fs_group is not None:
-                os.chown(path, 0, int(fs_group))
-                os.chmod(path, 0o2777)
-            for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
-                if key in volume:
-                    name = volume[key].get("name") or volume[key].get("secretName")
-                    for k, v in (self.agent.read_keyed(kind, self.namespace, name) or {}).items():
-                        (path / k).write_text(v)
-                        os.chmod(path / k, 0o644)
-            self.volume_dirs[volume["name"]] = path
+    def _mounts(self, c: ContainerRun, workdir: str, env: dict) -> list[Mount]:
+        """The container's mounts: a private /tmp, a private working directory, its volumes.
 
-    def _mounts(self, c: ContainerRun, workdir: str) -> dict:
-        """target -> (target, source, readonly): volumes, a private /tmp, a private working dir."""
-        mounts = {"/tmp": ("/tmp", str(self.dir / "tmp"), False)}
+        Keyed by target so that a volume mounted at the working directory (a home volume at
+        /home/jovyan) replaces the pod's own home there.
+        """
+        mounts = {"/tmp": Mount("/tmp", str(self.dir / "tmp"))}
         if not workdir.startswith(str(self.dir)) and (not os.path.isdir(workdir) or workdir.startswith("/home/")):
             # The image's working directory (e.g. /home/jovyan): the pod's own home, not the host's.
-            mounts[workdir] = (workdir, str(self.dir / "home"), False)
+            mounts[os.path.normpath(workdir)] = Mount(os.path.normpath(workdir), str(self.dir / "home"))
         uid, gid, _ = self._identity(c)
         os.chown(self.dir / "home", uid, gid)
-        for vm in c.spec.get("volumeMounts") or []:
-            source = self.volume_dirs.get(vm["name"])
-            if source is not None:
-                mounts[vm["mountPath"]] = (vm["mountPath"], str(source), bool(vm.get("readOnly")))
-        return mounts
+        for m in self.volumes.mounts(c.spec, lambda value: expand(value, env)):
+            mounts[m.target] = m
+        return list(mounts.values())
 
     # -- readiness
 
@@ -472,7 +610,7 @@ class PodWorker(threading.Thread):
             c.probe_ok = 0
             if c.probe_fail >= int(probe.get("failureThreshold", 3)) and c.ready:
                 c.ready = False
-                self.event("Unhealthy", "Readiness probe failed", "Warning", c.name)
+                self.event("Unhealthy", "Readiness probe failed", "Warning", c)
 
     def _port(self, port, c_ports=None) -> int:
         if isinstance(port, int):
@@ -508,29 +646,30 @@ class PodWorker(threading.Thread):
     # -- status
 
     def status(self) -> dict:
-        ready = all(c.ready for c in self.containers) and self.phase == "Running"
-        conditions = [
-            {"type": "Initialized", "status": "True", "lastTransitionTime": self.start_time},
-            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now()},
-            {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": now()},
-        ]
-        statuses = []
-        for c in self.containers:
-            entry = {"name": c.name, "image": c.spec.get("image", ""), "imageID": "", "ready": c.ready,
-                     "restartCount": c.restarts, "started": c.proc is not None, "state": c.state,
-                     "lastState": c.last_state}
-            if c.proc is not None or "terminated" in c.state:
-                entry["containerID"] = f"tycho://{self.uid}/{c.name}"
-            statuses.append(entry)
-        return {"phase": self.phase, "hostIP": GATEWAY, "podIP": self.ip, "podIPs": [{"ip": self.ip}],
-                "startTime": self.start_time, "conditions": conditions, "containerStatuses": statuses,
-                "qosClass": "Burstable"}
+        init_statuses = [c.api_status(self.uid) for c in self.init_containers]
+        statuses = [c.api_status(self.uid) for c in self.containers]
+        conditions = [{**cond, "lastTransitionTime": self._transition(cond)}
+                      for cond in pod_conditions(init_statuses, statuses, self.phase)]
+        status = {"phase": self.phase, "hostIP": GATEWAY, "podIP": self.ip, "podIPs": [{"ip": self.ip}],
+                  "startTime": self.start_time, "conditions": conditions, "containerStatuses": statuses,
+                  "qosClass": "Burstable"}
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        return status
+
+    def _transition(self, condition: dict) -> str:
+        """When the condition last changed status (kept across writes, as a kubelet does)."""
+        kind, value = condition["type"], condition["status"]
+        previous = self.transitions.get(kind)
+        if previous is None or previous[0] != value:
+            self.transitions[kind] = (value, now())
+        return self.transitions[kind][1]
 
     def write_status(self) -> None:
         status = self.status()
-        # Transition times change on every call; compare without them to coalesce writes.
-        key = json.dumps({**status, "conditions": [(c["type"], c["status"]) for c in status["conditions"]]},
-                         sort_keys=True)
+        # Transition times are not compared: a write only when something else changed.
+        key = json.dumps({**status, "conditions": [(c["type"], c["status"], c.get("reason"), c.get("message"))
+                                                   for c in status["conditions"]]}, sort_keys=True)
         if key == self.last_status:
             return
         self.last_status = key
@@ -541,9 +680,9 @@ class PodWorker(threading.Thread):
     def _terminate(self) -> None:
         grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
         grace = 30 if grace is None else int(grace)
-        running = [c for c in self.containers if c.proc is not None]
+        running = [c for c in self.all_containers if c.proc is not None]
         for c in running:
-            self.event("Killing", f"Stopping container {c.name}", container=c.name)
+            self.event("Killing", f"Stopping container {c.name}", container=c)
             _signal_group(c.proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(c.proc.poll() is None for c in running):
@@ -556,7 +695,7 @@ class PodWorker(threading.Thread):
 
     def kill_now(self) -> None:
         """SIGKILL what still runs, then remove the pod's network namespace and files."""
-        for c in self.containers:
+        for c in self.all_containers:
             if c.proc is not None and c.proc.poll() is None:
                 _signal_group(c.proc, signal.SIGKILL)
                 c.proc.wait()
@@ -607,14 +746,14 @@ class NodeAgent:
         self.limiter.wait()
         return fn(*args, **kwargs)
 
-    def event(self, pod: dict, reason: str, message: str, kind: str = "Normal", container: Optional[str] = None):
+    def event(self, pod: dict, reason: str, message: str, kind: str = "Normal", field_path: Optional[str] = None):
         meta = pod["metadata"]
         stamp = now()
         body = {
             "metadata": {"name": f"{meta['name']}.{os.urandom(8).hex()}", "namespace": meta["namespace"]},
             "involvedObject": {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"],
                                "uid": meta["uid"], "apiVersion": "v1",
-                               **({"fieldPath": f"spec.containers{{{container}}}"} if container else {})},
+                               **({"fieldPath": field_path} if field_path else {})},
             "reason": reason, "message": message, "type": kind,
             "source": {"component": "kubelet", "host": self.node},
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
@@ -644,19 +783,33 @@ class NodeAgent:
             if err.status not in (404, 409):
                 log.warning("deleting %s/%s: %s", namespace, name, err.reason)
 
-    def read_keyed(self, kind: str, namespace: str, name: str) -> Optional[dict]:
+    def read(self, fn, *args) -> Optional[dict]:
+        """An object as the API serves it (a dict), or None if it does not exist."""
         from kubernetes.client.rest import ApiException
 
         try:
-            if kind == "Secret":
-                obj = self.call(self.core.read_namespaced_secret, name, namespace)
-                return {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
-            obj = self.call(self.core.read_namespaced_config_map, name, namespace)
-            return dict(obj.data or {})
+            return self.api.sanitize_for_serialization(self.call(fn, *args))
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
+
+    def read_raw(self, kind: str, namespace: str, name: str) -> Optional[dict[str, bytes]]:
+        """The keys of a Secret or ConfigMap as bytes (volume files), or None if it is missing."""
+        fn = self.core.read_namespaced_secret if kind == "Secret" else self.core.read_namespaced_config_map
+        obj = self.read(fn, name, namespace)
+        return None if obj is None else decode_keyed(kind, obj)
+
+    def read_keyed(self, kind: str, namespace: str, name: str) -> Optional[dict]:
+        """The keys of a Secret or ConfigMap as text (environment variables)."""
+        data = self.read_raw(kind, namespace, name)
+        return None if data is None else {k: v.decode(errors="replace") for k, v in data.items()}
+
+    def read_claim(self, namespace: str, name: str) -> Optional[dict]:
+        return self.read(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+
+    def read_volume(self, name: str) -> Optional[dict]:
+        return self.read(self.core.read_persistent_volume, name)
 
     # -- addresses
 

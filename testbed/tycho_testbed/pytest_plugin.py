@@ -130,9 +130,13 @@ def kube_namespace(control_plane):
     try:
         yield name
     finally:
+        # Pods first, at once: the namespace controller waits 5 s before it deletes a
+        # namespace's content (as on any cluster), and the node agent finishes pod deletions.
+        # Claims go with the namespace; the provisioner then deletes their volumes.
+        api.delete_collection_namespaced_pod(name)
         api.delete_namespace(name)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # pods first: the node agent finishes their deletion
+        while time.monotonic() < deadline:
             if not api.list_namespaced_pod(name).items:
                 break
             time.sleep(0.2)

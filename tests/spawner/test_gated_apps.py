@@ -34,7 +34,7 @@ def _rserver_info(page) -> dict:
 
 
 @pytest.mark.parametrize("profile, app_container, marker", [
-    ("nginx", "nginx", "Welcome to nginx"),
+    ("nginx", "nginx", "Nothing published yet"),
     ("rstudio", "rstudio", "RStudio Server stand-in"),
 ])
 async def test_gated_app_serves_its_owner_only_and_stops_clean(hub, control_plane, profile, app_container, marker):
@@ -51,7 +51,7 @@ async def test_gated_app_serves_its_owner_only_and_stops_clean(hub, control_plan
     app_env = {e.name for e in containers[app_container].env or []}
     assert {"JUPYTERHUB_API_TOKEN", "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_SERVICE_URL"} <= gate_env
     assert not [name for name in app_env if name.startswith("JUPYTERHUB_")]
-    assert pod.spec.security_context.run_as_non_root
+    assert all(c.security_context.run_as_non_root for c in pod.spec.containers)
 
     url = public_host(hub) + spawner.server.base_url
     # The owner gets the app's page, authenticated by the hub (here with an API token).

@@ -158,6 +158,10 @@ def test_deletion_sends_sigterm_and_removes_the_pod(core, kube_namespace, node_a
     script = "trap 'echo got-term; exit 0' TERM; echo started; while true; do sleep 0.1; done"
     core.create_namespaced_pod(kube_namespace, _pod("term", [_sh("main", script)]))
     pod = _wait(core, kube_namespace, "term", lambda p: p.status.phase == "Running")
+    deadline = time.monotonic() + 10  # Running: the process started; its trap is set once it prints
+    while "started" not in node_agent.container_log(kube_namespace, "term", "main"):
+        assert time.monotonic() < deadline, "the container never printed 'started'"
+        time.sleep(0.05)
     netns = f"tycho-{pod.metadata.uid[:13]}"
     assert netns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     core.delete_namespaced_pod("term", kube_namespace)
@@ -181,3 +185,17 @@ def test_a_containers_background_children_end_with_it(core, kube_namespace):
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
     core.delete_namespaced_pod("orphans", kube_namespace)
     assert left == []
+
+
+def test_the_python_running_the_node_agent_is_selectable(tmp_path, monkeypatch):
+    # Pods' programs come from the node agent's Python: CI runs the hub in another environment
+    # and points TYCHO_TESTBED_PYTHON at the one holding the "images".
+    from tycho_testbed.__main__ import start_node
+
+    record, python = tmp_path / "argv", tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$0 $*" > {record}\n')
+    python.chmod(0o755)
+    monkeypatch.setenv("TYCHO_TESTBED_PYTHON", str(python))
+    proc = start_node(tmp_path / "kubeconfig", "tycho-node-9", tmp_path / "state", detach=False)
+    assert proc.wait(timeout=10) == 0
+    assert record.read_text().split()[:4] == [str(python), "-m", "tycho_testbed", "node"]
