@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from typing import Any, Optional
@@ -56,6 +57,8 @@ from .waiting import WakingPodReflector
 HUB_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_")
 #: The volume KubeSpawner mounts the hub's internal-SSL certificates from.
 INTERNAL_CERTS_VOLUME = "jupyterhub-internal-certs"
+#: Kubernetes' wording of a refusal: 'User "x" cannot create resource "persistentvolumeclaims" ...'.
+_FORBIDDEN_ACTION = re.compile(r'cannot (\w+) resource "([\w.]+)"')
 #: How often a start waiting for a user's claim looks at it again (claims change unwatched).
 CLAIM_CHECK_SECONDS = 1.0
 
@@ -404,7 +407,9 @@ class TychoSpawner(KubeSpawner):
     def _start_failure(self, err: BaseException) -> BaseException:
         """What a failed start tells the user: Kubernetes' refusal in words, not a traceback."""
         if isinstance(err, ApiException):
-            return self._api_failure("start the server", err)
+            refused = _FORBIDDEN_ACTION.search(_api_message(err)) if err.status == 403 else None
+            action = f"{refused.group(1)} {refused.group(2)}" if refused else "start the server"
+            return self._api_failure(action, err)
         if isinstance(err, (asyncio.TimeoutError, TimeoutError)) and not isinstance(err, SpawnException):
             message = f"Your server could not be created in time: {err}"
             self.log.error("%s: %s", self._log_name, message)

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tycho_spawner.rbac import SPAWNER_ROLE_RULES
+from tycho_spawner.rbac import spawner_role_rules
 
 pytestmark = pytest.mark.cluster
 PROBE = Path(__file__).with_name("rbac_probe.py")
 
 
-def _run_probe(kubeconfig: Path, namespace: str) -> dict:
+def _run_probe(kubeconfig: Path, namespace: str, storage: str = "none") -> dict:
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     done = subprocess.run(
-        [sys.executable, str(PROBE), namespace], env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, str(PROBE), namespace, storage], env=env, capture_output=True, text=True, timeout=180
     )
     assert done.stdout.strip(), done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -49,9 +49,10 @@ def _service_account(control_plane, namespace, name, tmp_path, rules):
     return path
 
 
-def test_spawner_runs_with_only_the_role_rules(control_plane, node_agent, kube_namespace, tmp_path):
-    kubeconfig = _service_account(control_plane, kube_namespace, "hub", tmp_path, SPAWNER_ROLE_RULES)
-    result = _run_probe(kubeconfig, kube_namespace)
+@pytest.mark.parametrize("storage", ["none", "dynamic"])
+def test_spawner_runs_with_only_the_role_rules(control_plane, node_agent, kube_namespace, tmp_path, storage):
+    kubeconfig = _service_account(control_plane, kube_namespace, "hub", tmp_path, spawner_role_rules(storage))
+    result = _run_probe(kubeconfig, kube_namespace, storage)
     assert "error" not in result, result
     assert result["url"].startswith("http://") and result["url"].endswith(":8888")
     assert result["poll"] is None
@@ -59,6 +60,8 @@ def test_spawner_runs_with_only_the_role_rules(control_plane, node_agent, kube_n
     core = client.CoreV1Api(control_plane.api_client())
     assert core.list_namespaced_pod(kube_namespace).items == []
     assert core.list_namespaced_service(kube_namespace).items == []
+    claims = [c.metadata.name for c in core.list_namespaced_persistent_volume_claim(kube_namespace).items]
+    assert claims == ([result["claim"]] if storage == "dynamic" else []), "the user's claim outlives the stop"
 
 
 def test_spawner_without_permissions_fails_with_a_clear_message(control_plane, kube_namespace, tmp_path):
@@ -66,3 +69,10 @@ def test_spawner_without_permissions_fails_with_a_clear_message(control_plane, k
     result = _run_probe(kubeconfig, kube_namespace)
     assert "not allowed to watch pods" in result["error"], result
     assert "Role" in result["error"]
+
+
+def test_homes_without_the_claim_rules_fail_naming_them(control_plane, node_agent, kube_namespace, tmp_path):
+    kubeconfig = _service_account(control_plane, kube_namespace, "hub", tmp_path, spawner_role_rules("none"))
+    result = _run_probe(kubeconfig, kube_namespace, "dynamic")
+    assert "not allowed to create persistentvolumeclaims" in result["error"], result
+    assert client.CoreV1Api(control_plane.api_client()).list_namespaced_pod(kube_namespace).items == []
