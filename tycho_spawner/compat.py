@@ -15,8 +15,15 @@ except ImportError:  # JupyterHub 5.x
         """A failed spawn with a message for the user, as JupyterHub 6's ``SpawnException``.
 
         JupyterHub 5 shows an exception's ``jupyterhub_message`` to the user instead of the
-        generic "Unhandled error"; the other fields match JupyterHub 6's class.
+        generic "Unhandled error"; the other fields match JupyterHub 6's class. The class
+        attributes hide tornado's read-only ``log_message`` property, as JupyterHub 6's do.
         """
+
+        reason = ""
+        status_code = 400
+        message = ""
+        message_html = ""
+        log_message = ""
 
         def __init__(self, message, *, reason, log_message="", message_html="", status_code=400):
             self.message = message

@@ -313,3 +313,7 @@ def main(argv=None):
         )
         raise SystemExit(2)
     return GateApp.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()
