@@ -523,3 +523,47 @@ def test_collections_inside_are_immutable_too():
     assert isinstance(system.served.env, tuple) and isinstance(system.served.ports, tuple)
     with pytest.raises(AttributeError):
         system.containers.append(system.served)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the user's home
+
+
+def test_home_says_where_the_app_keeps_the_users_files():
+    home = parse(spec(home={"container": "side", "path": "/data/user/", "sub_path": "work/web", "read_only": True})).home
+    assert (home.container, home.path, home.sub_path, home.read_only, home.enabled) == (
+        "side", "/data/user", "work/web", True, True)
+    assert parse(spec(home={"path": "/srv/home"})).home.container == "app", "the serving container by default"
+    assert parse(spec()).home.path is None and parse(spec()).home.enabled, "unset: the site's own path"
+    assert parse(spec(home=False)).home.enabled is False
+
+
+@pytest.mark.parametrize(
+    "home, path, message",
+    [
+        ({"path": "home/app"}, PATH + ".home.path", "must be an absolute path"),
+        ({"path": "/"}, PATH + ".home.path", "not a usable mount point"),
+        ({"path": "/srv/../etc"}, PATH + ".home.path", "not a usable mount point"),
+        ({"container": "app"}, PATH + ".home.path", "is required"),
+        ({"path": "/scratch"}, PATH + ".home.path", "already the mount point of volume 'scratch' in container 'app'"),
+        ({"path": "/h", "container": "nope"}, PATH + ".home.container", "'nope' is not one of the containers"),
+        ({"path": "/h", "sub_path": "../other-user"}, PATH + ".home.sub_path", "relative path inside the home"),
+        ({"path": "/h", "sub_path": "/abs"}, PATH + ".home.sub_path", "relative path inside the home"),
+        ({"path": "/h", "read_only": "yes"}, PATH + ".home.read_only", "true or false"),
+        ({"path": "/h", "size": "1Gi"}, PATH + ".home.size", "unknown key"),
+        (True, PATH + ".home", "or false for none"),
+    ],
+)
+def test_a_bad_home_is_refused_naming_the_key(home, path, message):
+    err = error_of(spec(home=home))
+    assert err.path == path
+    assert message in err.message
+
+
+def test_a_bad_home_in_a_catalog_stops_the_hub_naming_the_key():
+    from tycho_spawner.errors import CatalogError
+    from tycho_spawner.profiles import parse_catalog
+
+    entry = {"system": spec(home={"path": "relative/home"})}
+    with pytest.raises(CatalogError) as info:
+        parse_catalog({"app": entry})
+    assert str(info.value) == "catalog.app.system.home.path: 'relative/home' must be an absolute path"
