@@ -72,6 +72,9 @@ class Server:
     are strings or :class:`EnvSource`. Precedence, lowest first: ``app_env``, the System's env,
     ``hub_env`` (except ``JUPYTERHUB_DEFAULT_URL``, which a catalog entry may choose).
 
+    A container's variables keep ``env_order``; the entry's own come after the site's and the
+    hub's, so they may refer to them.
+
     ``home_mount_path`` is where the site mounts the user's home (KubeSpawner's
     ``volume_mounts``); ``auth_volumes`` are volumes whose mounts belong to the authenticating
     container (the hub's internal-SSL certificates).
@@ -90,6 +93,9 @@ class Server:
     gate: GateSettings = field(default_factory=GateSettings)
     home_mount_path: str = "/home/jovyan"
     auth_volumes: tuple[str, ...] = ()
+    #: The order KubeSpawner gave the site's and the hub's variables (it sorts them so that
+    #: `$(VAR)` references resolve: Kubernetes expands only variables defined earlier).
+    env_order: tuple[str, ...] = ()
 
 
 
@@ -220,20 +226,33 @@ def _plan(system: System, server: Server) -> tuple[list[dict], int]:
             (SERVER_PORT_NAME if (container.name == auth_name and number == port) else name, number)
             for name, number in container.ports
         ]
-        env: dict[str, Any] = dict(server.app_env) if container.name == system.serve.container else {}
-        env.update(container.env)
-        if container.name == auth_name:
-            chosen_url = dict(container.env).get("JUPYTERHUB_DEFAULT_URL")
-            env.update(server.hub_env)
-            if chosen_url is not None:
-                # The entry's interface choice (JupyterLab or Notebook) beats the site's default_url.
-                env["JUPYTERHUB_DEFAULT_URL"] = chosen_url
+        env = _container_env(server, container, container.name == system.serve.container, container.name == auth_name)
         planned.append({
             "spec": container,
             "ports": ports,
             "env": [env_var(name, value) for name, value in env.items()],
         })
     return planned, port
+
+
+def _container_env(server: Server, container: Container, served: bool, authenticates: bool) -> dict:
+    """One container's variables: the site's (served app), the hub's (authenticating container),
+    in KubeSpawner's order, then the entry's own. The entry's value wins over the site's; the
+    hub's wins over the entry's, but for ``JUPYTERHUB_DEFAULT_URL`` (the entry's interface choice
+    beats the site's default_url)."""
+    inherited: dict[str, Any] = {}
+    if served:
+        inherited.update(server.app_env)
+    if authenticates:
+        inherited.update(server.hub_env)
+    position = {name: i for i, name in enumerate(server.env_order)}
+    env = {name: inherited[name] for name in sorted(inherited, key=lambda n: position.get(n, len(position)))}
+    hub_names = {name for name, _ in server.hub_env} if authenticates else set()
+    for name, value in container.env:
+        if name in hub_names and name != "JUPYTERHUB_DEFAULT_URL":
+            continue
+        env[name] = value
+    return env
 
 
 def _labels(system: System, server: Server) -> dict:

@@ -78,9 +78,36 @@ def replaced_settings(config: Mapping[str, Any]) -> list[str]:
                 "containers: each entry's system.security decides (non-root, no privilege escalation, "
                 "no capabilities); its other keys apply to the app container"
             )
+    notes.extend(_home_notes(settings))
     if settings.get("internal_ssl") or (config.get("JupyterHub") or {}).get("internal_ssl"):
         notes.append("internal_ssl applies to Jupyter entries; apps behind tycho-gate cannot start with it yet")
     return [f"TychoSpawner: site setting {note}" for note in notes]
+
+
+def _values(setting: Any) -> list:
+    """KubeSpawner's volumes and volume_mounts may be a list or a dict keyed for merging."""
+    if isinstance(setting, Mapping):
+        return [v for v in setting.values() if isinstance(v, Mapping)]
+    return [v for v in setting or [] if isinstance(v, Mapping)]
+
+
+def _home_notes(settings: Mapping[str, Any]) -> list[str]:
+    """A claim mounted somewhere else than `home_mount_path` would silently stay at that path
+    in every app instead of following the user (z2jh's `singleuser.storage.homeMountPath`)."""
+    home = str(settings.get("home_mount_path") or "/home/jovyan").rstrip("/")
+    claims = {v.get("name") for v in _values(settings.get("volumes")) if "persistentVolumeClaim" in v}
+    elsewhere = sorted(
+        m.get("mountPath", "") for m in _values(settings.get("volume_mounts"))
+        if m.get("name") in claims
+        and not (m.get("mountPath", "").rstrip("/") == home or m.get("mountPath", "").startswith(home + "/"))
+    )
+    at_home = [m for m in _values(settings.get("volume_mounts"))
+               if m.get("mountPath", "").rstrip("/") == home]
+    if elsewhere and not at_home:
+        return [f"volume_mounts put a claim at {', '.join(elsewhere)}, not at home_mount_path {home!r}: apps "
+                "get it at that path as it is; if it is the users' home, set TychoSpawner.home_mount_path to "
+                "its mountPath so each app gets it where it keeps files"]
+    return []
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -230,10 +230,11 @@ class TychoSpawner(KubeSpawner):
         except CatalogError as err:
             print(f"tycho_spawner: the catalog is invalid: {err}", file=sys.stderr)
             raise SystemExit(1) from None
-        if id(config) not in _REPORTED_CONFIGS:
-            _REPORTED_CONFIGS.add(id(config))
-            for note in replaced_settings(config):
-                (log or probe.log).warning(note)
+        logger = log or probe.log
+        for note in replaced_settings(config):
+            if (id(logger), note) not in _REPORTED:
+                _REPORTED.add((id(logger), note))
+                logger.warning(note)
         return catalog
 
     @staticmethod
@@ -320,6 +321,7 @@ class TychoSpawner(KubeSpawner):
             gate=self._gate_settings,
             home_mount_path=self.home_mount_path,
             auth_volumes=(INTERNAL_CERTS_VOLUME,) if self.internal_ssl else (),
+            env_order=tuple(env),
         )
 
     async def get_pod_manifest(self):
@@ -353,6 +355,13 @@ class TychoSpawner(KubeSpawner):
             )
         except ApiException as err:
             raise self._api_failure("watch pods", err) from None
+
+    def _get_reflector_key(self, kind: str):
+        # TychoSpawner's pod cache wakes its readers (WakingPodReflector); a KubeSpawner in the
+        # same process (a site choosing the class per user) must neither get it nor hand it a
+        # plain one.
+        kind_key, *rest = super()._get_reflector_key(kind)
+        return (f"tycho-{kind_key}", *rest)
 
     async def _start_watching_events(self, replace=False):
         # Progress reads the events of this one pod; KubeSpawner's namespace-wide event cache
@@ -696,16 +705,18 @@ class _JSONResponse:
         self.data = json.dumps(obj)
 
 
-#: Configs already checked at hub start (a process loads its configuration once; tests load several).
-_REPORTED_CONFIGS: set = set()
+#: (logger, note) pairs already logged: the hub and its config file may both run the check.
+_REPORTED: set = set()
 
 
 def _check_at_hub_start() -> None:
-    """When JupyterHub loads this class after reading its configuration (zero-to-jupyterhub sets
-    `spawner_class` as a string), check the catalog and log replaced settings there and then.
+    """When JupyterHub loads this class by name (zero-to-jupyterhub's `spawner_class` string),
+    check the catalog and log the replaced settings as the hub starts.
 
-    A `jupyterhub_config.py` that imports this module while it is being read is not finished
-    yet; such a file calls `TychoSpawner.check_config(c)` at its end instead.
+    The class is imported while JupyterHub applies its configuration, before it has merged the
+    rest into `app.config`: the check runs on the hub's event loop right after. A
+    `jupyterhub_config.py` that imports this module itself calls `TychoSpawner.check_config(c)`
+    at its end (each note is logged once either way).
     """
     try:
         from jupyterhub.app import JupyterHub
@@ -713,11 +724,21 @@ def _check_at_hub_start() -> None:
         return
     if not JupyterHub.initialized():
         return
-    app = JupyterHub.instance()
-    configured = app.config.get("JupyterHub", {}).get("spawner_class")
-    name = configured if isinstance(configured, str) else getattr(configured, "__name__", "")
-    if isinstance(name, str) and name.rsplit(".", 1)[-1] == "TychoSpawner":
-        TychoSpawner.check_config(app.config, log=app.log)
+
+    def check() -> None:
+        app = JupyterHub.instance()
+        configured = app.config.get("JupyterHub", {}).get("spawner_class")
+        name = configured if isinstance(configured, str) else getattr(configured, "__name__", "")
+        if isinstance(name, str) and name.rsplit(".", 1)[-1] == "TychoSpawner":
+            TychoSpawner.check_config(app.config, log=app.log)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        check()
+    else:
+        # SystemExit from a callback leaves the loop, so a broken catalog still stops the hub.
+        loop.call_soon(check)
 
 
 def _api_message(err: ApiException) -> str:

@@ -190,6 +190,9 @@ async def test_poll_reports_the_exit_code_of_a_crashed_app(hub, control_plane):
     user = _user(hub, "crasher")
     await _start(hub, user.name, "", {"profile": "crashes"})
     spawner = await wait_for_spawn(hub, user, "")
+    assert await spawner.poll() is None
+    # the app exits with code 3 when asked (through the hub's proxy)
+    await asyncio.to_thread(requests.get, _server_url(hub, spawner, "exit"), timeout=30)
     deadline = time.monotonic() + 60
     status = await spawner.poll()
     while status is None and time.monotonic() < deadline:

@@ -620,3 +620,19 @@ def test_template_producing_the_wrong_kind_is_a_render_error(tmp_path):
     (tmp_path / "pod.yaml.j2").write_text("containers: nope\n")
     with pytest.raises(RenderError, match="containers"):
         render_pod(system_of("base"), server(), template_environment(str(tmp_path)))
+
+
+def test_variables_keep_kubespawners_order_so_references_resolve():
+    # KubeSpawner sorts a site's `$(VAR)` references after what they refer to; Kubernetes expands
+    # only variables defined earlier in the list.
+    hub_env = (("JUPYTERHUB_USER", "alice"), ("JUPYTERHUB_API_TOKEN", "t"))
+    app_env = (("HOME_NAME", "$(JUPYTERHUB_USER)-home"), ("PLAIN", "x"))
+    order = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER", "PLAIN", "HOME_NAME")
+    site = server(hub_env=hub_env, app_env=app_env, env_order=order)
+    notebook = render_pod(system_of("base"), site, template_environment())["spec"]["containers"][0]
+    names = [e["name"] for e in notebook["env"]]
+    assert names[:4] == list(order)
+    assert names.index("JUPYTERHUB_DEFAULT_URL") > names.index("HOME_NAME"), "the entry's own come last"
+    gate, app = render_pod(system_of("rstudio"), site, template_environment())["spec"]["containers"]
+    assert [e["name"] for e in gate["env"]] == ["JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER"]
+    assert [e["name"] for e in app["env"]][:2] == ["PLAIN", "HOME_NAME"]

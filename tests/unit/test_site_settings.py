@@ -63,3 +63,14 @@ def test_settings_that_would_weaken_the_apps_are_named():
     assert "container_security_context keys runAsUser" in text and "readOnlyRootFilesystem" not in text.split("keys")[1].split("are")[0]
     assert "tycho import-profiles" in text
     assert "internal_ssl" in text
+
+
+def test_a_home_claim_mounted_elsewhere_than_home_mount_path_is_named():
+    c = Config()
+    c.KubeSpawner.volumes = {"volume-{user_server}": {"name": "volume-{user_server}",
+                                                      "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+    c.KubeSpawner.volume_mounts = {"volume-{user_server}": {"name": "volume-{user_server}", "mountPath": "/home/user"}}
+    (note,) = replaced_settings(c)
+    assert "/home/user" in note and "TychoSpawner.home_mount_path" in note
+    c.TychoSpawner.home_mount_path = "/home/user"
+    assert replaced_settings(c) == []
