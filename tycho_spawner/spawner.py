@@ -26,6 +26,7 @@ import json
 import re
 import sys
 import time
+import weakref
 from typing import Any, Optional
 
 import jinja2
@@ -231,9 +232,10 @@ class TychoSpawner(KubeSpawner):
             print(f"tycho_spawner: the catalog is invalid: {err}", file=sys.stderr)
             raise SystemExit(1) from None
         logger = log or probe.log
+        reported = _REPORTED.setdefault(logger, set())
         for note in replaced_settings(config):
-            if (id(logger), note) not in _REPORTED:
-                _REPORTED.add((id(logger), note))
+            if note not in reported:
+                reported.add(note)
                 logger.warning(note)
         return catalog
 
@@ -705,8 +707,8 @@ class _JSONResponse:
         self.data = json.dumps(obj)
 
 
-#: (logger, note) pairs already logged: the hub and its config file may both run the check.
-_REPORTED: set = set()
+#: What each logger was told already: the hub and its config file may both run the check.
+_REPORTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _check_at_hub_start() -> None:
