@@ -441,7 +441,10 @@ class PodWorker(threading.Thread):
             c.state = {"waiting": {"reason": "CreateContainerError", "message": "no command specified"}}
             return
         env.setdefault("HOME", workdir if any(m.target == workdir for m in mounts) else str(self.dir / "home"))
-        script = ["set -e", *program_overlays(entry, self.dir / "image" / c.name),
+        # The new mount namespace copies /run/netns, where every pod's network namespace is
+        # bound: dropped here, or each container would keep all earlier pods' namespaces alive.
+        script = ["set -e", "umount -l /run/netns 2>/dev/null || true",
+                  *program_overlays(entry, self.dir / "image" / c.name),
                   *bind_script(mounts, self.dir / "mnt" / c.name), f"cd {shlex.quote(workdir)}",
                   'exec "$@"']
         drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}",
@@ -735,6 +738,8 @@ class NodeAgent:
         self.core = client.CoreV1Api(self.api)
         self.limiter = RateLimiter(qps)
         self.workers: dict[str, PodWorker] = {}
+        #: Pods whose worker tore them down: a queued MODIFIED event must not start them again.
+        self.finished: set[str] = set()
         self.ips: dict[str, str] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -832,6 +837,7 @@ class NodeAgent:
     def forget(self, uid: str) -> None:
         with self.lock:
             self.workers.pop(uid, None)
+            self.finished.add(uid)
 
     # -- node
 
@@ -915,8 +921,12 @@ class NodeAgent:
                     worker.wake.set()
                 return
             if worker is None:
-                if pod["metadata"].get("deletionTimestamp") and not pod.get("status", {}).get("podIP"):
-                    # Deleted before we ever started it.
+                if uid in self.finished:
+                    # A late event of a pod this agent already tore down: never run it again.
+                    return
+                if pod["metadata"].get("deletionTimestamp"):
+                    # Being deleted, and nothing of it runs here (deleted before we ever started
+                    # it, or after an earlier worker finished): finish the deletion only.
                     threading.Thread(target=self.delete_pod, args=(pod["metadata"]["namespace"],
                                                                    pod["metadata"]["name"], uid), daemon=True).start()
                     return

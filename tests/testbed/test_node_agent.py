@@ -199,3 +199,16 @@ def test_the_python_running_the_node_agent_is_selectable(tmp_path, monkeypatch):
     proc = start_node(tmp_path / "kubeconfig", "tycho-node-9", tmp_path / "state", detach=False)
     assert proc.wait(timeout=10) == 0
     assert record.read_text().split()[:4] == [str(python), "-m", "tycho_testbed", "node"]
+
+
+def test_a_pod_does_not_hold_other_pods_network_namespaces(core, kube_namespace, node_agent):
+    # Every pod's network namespace is bound under /run/netns on the node; a container that kept
+    # a copy of those mounts would keep every earlier pod's namespace alive after its deletion.
+    core.create_namespaced_pod(kube_namespace, _pod("first", [_sh("main", "sleep 60")]))
+    _wait(core, kube_namespace, "first", lambda p: p.status.phase == "Running")
+    core.create_namespaced_pod(kube_namespace, _pod("second", [_sh("main", "echo netns: $(grep -c ' nsfs ' /proc/self/mountinfo); sleep 60")]))
+    _wait(core, kube_namespace, "second", lambda p: p.status.phase == "Running")
+    deadline = time.monotonic() + 10
+    while "netns:" not in node_agent.container_log(kube_namespace, "second", "main") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "netns: 0" in node_agent.container_log(kube_namespace, "second", "main")
