@@ -30,7 +30,8 @@ import weakref
 from typing import Any, Optional
 
 import jinja2
-from kubernetes_asyncio.client.rest import ApiException
+from aiohttp import ClientResponse
+from kubernetes_asyncio.client.rest import ApiException, RESTResponse
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from tornado import web
@@ -437,7 +438,7 @@ class TychoSpawner(KubeSpawner):
             await self._create_network_policy()
         name = pod.metadata.name
         try:
-            await asyncio.wait_for(self.api.create_namespaced_pod(self.namespace, pod), request_timeout)
+            await asyncio.wait_for(_unread(self.api.create_namespaced_pod, self.namespace, pod), request_timeout)
             return True
         except asyncio.TimeoutError:
             return False
@@ -456,19 +457,25 @@ class TychoSpawner(KubeSpawner):
                 raise SpawnException(f"Kubernetes rejected the pod: {_api_message(err)}", reason="invalid") from None
             raise self._api_failure("create pods", err) from None
 
+    @property
+    def _networking_api(self):
+        # On the same connection pool as KubeSpawner's client: a second pool doubled the
+        # hub's connections to the API server in a burst.
+        return shared_client("NetworkingV1Api", self.api.api_client)
+
     async def _create_network_policy(self) -> None:
         server = self._tycho_server
         system = self._system
         manifest = render_network_policy(system, server, self._template_env)
-        net = shared_client("NetworkingV1Api")
+        net = self._networking_api
         try:
-            await net.create_namespaced_network_policy(self.namespace, manifest)
+            await _unread(net.create_namespaced_network_policy, self.namespace, manifest)
         except ApiException as err:
             if err.status != 409:
                 raise self._api_failure("create networkpolicies", err) from None
             # Left over from a server whose hub did not stop it: replace it.
-            await net.delete_namespaced_network_policy(manifest["metadata"]["name"], self.namespace)
-            await net.create_namespaced_network_policy(self.namespace, manifest)
+            await _unread(net.delete_namespaced_network_policy, manifest["metadata"]["name"], self.namespace)
+            await _unread(net.create_namespaced_network_policy, self.namespace, manifest)
         self._policy_created = True
 
     def pod_has_uid(self, pod):
@@ -591,14 +598,15 @@ class TychoSpawner(KubeSpawner):
         await self._start_watching_pods()
         self._policy_created = False
         try:
-            await self.api.delete_namespaced_pod(self.pod_name, self.namespace, grace_period_seconds=grace_seconds)
+            await _unread(
+                self.api.delete_namespaced_pod, self.pod_name, self.namespace, grace_period_seconds=grace_seconds
+            )
         except ApiException as err:
             if err.status != 404:
                 raise self._api_failure("delete pods", err) from None
         if self.network_policy_enabled:
-            net = shared_client("NetworkingV1Api")
             try:
-                await net.delete_namespaced_network_policy(self.pod_name, self.namespace)
+                await _unread(self._networking_api.delete_namespaced_network_policy, self.pod_name, self.namespace)
             except ApiException as err:
                 if err.status != 404:
                     raise self._api_failure("delete networkpolicies", err) from None
@@ -700,6 +708,21 @@ def _event_message(event: Any, pod: dict) -> str:
     return message or reason
 
 
+async def _unread(method: Any, *args: Any, **kwargs: Any) -> None:
+    """Call a create or delete whose answer nobody reads, without building model objects from
+    it (their timestamps' parsing was a fifth of a start's CPU); a refusal still raises
+    ApiException, as the client does when it reads the answer itself."""
+    response = await method(*args, _preload_content=False, **kwargs)
+    if not isinstance(response, ClientResponse):  # a client that preloads anyway
+        return
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    if not 200 <= response.status <= 299:
+        raise ApiException(http_resp=RESTResponse(response, body))
+
+
 class _JSONResponse:
     """What the Kubernetes client's ``deserialize`` reads: a response body."""
 
@@ -720,11 +743,9 @@ def _check_at_hub_start() -> None:
     `jupyterhub_config.py` that imports this module itself calls `TychoSpawner.check_config(c)`
     at its end (each note is logged once either way).
     """
-    try:
-        from jupyterhub.app import JupyterHub
-    except ImportError:  # pragma: no cover - JupyterHub is a dependency
-        return
-    if not JupyterHub.initialized():
+    hub_app = sys.modules.get("jupyterhub.app")  # only a hub has it loaded; importing it costs 40 MiB
+    JupyterHub = getattr(hub_app, "JupyterHub", None)
+    if JupyterHub is None or not JupyterHub.initialized():
         return
 
     def check() -> None:

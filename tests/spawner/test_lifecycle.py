@@ -267,3 +267,33 @@ async def test_the_spawn_form_launches_the_choice_and_preselects_it_next_time(hu
     assert re.search(r'value="minimal"[^>]*checked', page.text)
     assert re.search(r'<option value="classic" selected>', page.text)
     assert await _wait_gone(control_plane, hub, spawner) == []
+
+
+async def test_a_leftover_pod_of_the_same_name_is_replaced(hub, control_plane):
+    """A pod (and policy) left by a hub that died mid-start: the next start removes them first."""
+    user = _user(hub, "leftover")
+    spawner = user.spawners[""]
+    core = client.CoreV1Api(control_plane.api_client())
+    core.create_namespaced_pod(spawner.namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": spawner.pod_name, "labels": {"component": "singleuser-server"}},
+        "spec": {"containers": [{"name": "old", "image": "busybox:1.36", "command": ["sleep", "600"]}],
+                 "terminationGracePeriodSeconds": 1},
+    })
+    client.NetworkingV1Api(control_plane.api_client()).create_namespaced_network_policy(spawner.namespace, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": spawner.pod_name},
+        "spec": {"podSelector": {"matchLabels": {"nothing": "here"}}, "policyTypes": ["Ingress"]},
+    })
+    r = await _start(hub, user.name, "", {"profile": "base"})
+    assert r.status_code in (201, 202), r.text
+    await wait_for_spawn(hub, user, "")
+    pod = core.read_namespaced_pod(spawner.pod_name, spawner.namespace)
+    assert [c.name for c in pod.spec.containers] == ["notebook"]
+    policy = client.NetworkingV1Api(control_plane.api_client()).read_namespaced_network_policy(
+        spawner.pod_name, spawner.namespace)
+    assert policy.spec.pod_selector.match_labels == {SERVER_LABEL: selector_value(spawner.pod_name)}
+    await _stop(hub, user.name, "")
+    while spawner.pending or spawner.active:
+        await asyncio.sleep(0.1)
+    assert await _wait_gone(control_plane, hub, spawner) == []
