@@ -15,7 +15,9 @@ from typing import Optional, Sequence
 
 import yaml
 
-from .catalog_files import BUILTIN_CATALOG, catalog_data, read_catalog_file
+from .catalog_files import (
+    BUILTIN_CATALOG, YamlProblem, catalog_data, parse_yaml, read_catalog_file, read_yaml_file,
+)
 from .errors import CatalogError, OptionsError, RenderError
 from .import_profiles import ProfileListError, import_profiles
 from .profiles import merge, parse_catalog
@@ -72,7 +74,10 @@ def _parse_sets(items: Sequence[str]) -> tuple[dict, dict]:
             parts = key.split(".")
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
-            node[parts[-1]] = yaml.safe_load(value)
+            try:
+                node[parts[-1]] = parse_yaml(value)
+            except YamlProblem as err:
+                raise OptionsError(f"--set {key}: the value {err}") from None
         else:
             choices[key] = value
     return choices, overrides
@@ -141,32 +146,20 @@ def cmd_validate(args) -> int:
             base = {} if args.alone else catalog_data(True, [], {})
             catalog = parse_catalog(merge(base, read_catalog_file(path)))
         except CatalogError as err:
-            print(f"{path}: invalid: {err}", file=sys.stderr)
+            detail = err.message if err.path == str(path) else str(err)
+            print(f"{path}: invalid: {detail}", file=sys.stderr)
             status = 1
         else:
             print(f"{path}: ok ({len(catalog.profiles)} applications)")
     return status
 
 
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """A YAML error on one line: PyYAML's own message spans several, with a source excerpt."""
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    return " ".join(f"{problem}{where}".split())
-
-
 def read_yaml(path: str):
     """The YAML document in ``path``, or a ProfileListError saying in one line why not."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as err:
-        raise ProfileListError("", f"cannot be read: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ProfileListError("", "is not UTF-8 text") from None
-    except yaml.YAMLError as err:
-        raise ProfileListError("", f"is not valid YAML: {_yaml_problem(err)}") from None
+        return read_yaml_file(path)
+    except YamlProblem as err:
+        raise ProfileListError("", str(err)) from None
 
 
 def cmd_import_profiles(args) -> int:

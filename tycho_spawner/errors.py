@@ -6,6 +6,24 @@ turns these into what the user sees (HTTP 400 for options, a SpawnException for 
 """
 from __future__ import annotations
 
+from typing import Any
+
+#: How much of a user's value a message or log line quotes. A form field or API body can be
+#: megabytes; echoing it back would amplify a bad request into a large reply and log.
+SHOWN_CHARACTERS = 60
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)``, cut to ``limit`` characters and saying how long it was, for quoting
+    what a user sent in an error message or a log line."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(a value nested too deeply to show)"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters in all)"
+
 
 class TychoError(Exception):
     """Base class of every error this package raises on purpose."""

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from .errors import CatalogError, OptionsError, SpecError
+from .errors import CatalogError, OptionsError, SpecError, shown
 from .model import System
 
 _KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -198,7 +198,7 @@ class Catalog:
         extra = sorted(str(k) for k in user_options if k not in ("profile", "choices"))
         if extra:
             raise OptionsError(
-                f"unknown option {extra[0]!r}: only 'profile' and 'choices' are accepted"
+                f"unknown option {shown(extra[0])}: only 'profile' and 'choices' are accepted"
             )
         key = user_options.get("profile")
         if key is None:
@@ -208,7 +208,7 @@ class Catalog:
         profile = self.get(key)
         if profile is None:
             offered = ", ".join(p.key for p in self.profiles)
-            raise OptionsError(f"unknown application {key!r}; offered: {offered}")
+            raise OptionsError(f"unknown application {shown(key)}; offered: {offered}")
         requested = user_options.get("choices")
         if requested is None:
             requested = {}
@@ -219,11 +219,11 @@ class Catalog:
             choice = profile.choice(name) if isinstance(name, str) else None
             if choice is None:
                 offered = ", ".join(c.key for c in profile.choices) or "none"
-                raise OptionsError(f"{profile.display_name} has no choice {name!r} (choices: {offered})")
+                raise OptionsError(f"{profile.display_name} has no choice {shown(name)} (choices: {offered})")
             if not isinstance(value, str) or choice.option(value) is None:
                 offered = ", ".join(o.key for o in choice.options)
                 raise OptionsError(
-                    f"{value!r} is not offered for {choice.display_name} of {profile.display_name} (offered: {offered})"
+                    f"{shown(value)} is not offered for {choice.display_name} of {profile.display_name} (offered: {offered})"
                 )
             chosen[name] = value
         return Selection(profile=profile, choices=tuple((c.key, chosen[c.key]) for c in profile.choices))
@@ -247,9 +247,9 @@ class Catalog:
             profile = self.get(profile_key)
             choice = profile.choice(choice_key) if profile else None
             if choice is None:
-                raise OptionsError(f"unexpected form field {field_name!r}")
+                raise OptionsError(f"unexpected form field {shown(field_name)}")
             if len(values) != 1 or not isinstance(values[0], str) or choice.option(values[0]) is None:
-                raise OptionsError(f"{values!r} is not offered for {choice.display_name} of {profile.display_name}")
+                raise OptionsError(f"{shown(values)} is not offered for {choice.display_name} of {profile.display_name}")
             if profile_key == selected:
                 choices[choice_key] = values[0]
         return self.select({"profile": selected, "choices": choices}).as_user_options()

@@ -356,6 +356,48 @@ def test_validate_missing_file(capsys, tmp_path):
     assert code == 1 and "cannot be read" in err
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"[" * 5000, "is nested too deeply (at most 50 levels)"),
+        (b"[" * 60 + b"]" * 60, "is nested too deeply (at most 50 levels)"),
+        (b"scipy:\n  display_name: \xff\n", "is not UTF-8 text (line 2, byte 24)"),
+        (b"scipy: !!python/object/apply:os.getcwd []\n", "could not determine a constructor for the tag"),
+    ],
+)
+def test_validate_refuses_hostile_files_in_one_line(capsys, tmp_path, content, message):
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    code, out, err = run_main(capsys, "validate", str(path))
+    assert code == 1 and out == ""
+    assert err == f"{path}: invalid: {err.split(': invalid: ', 1)[1]}"
+    assert message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and len(err) < 300
+
+
+def test_import_profiles_refuses_hostile_files_in_one_line(capsys, tmp_path):
+    path = tmp_path / "values.yaml"
+    path.write_bytes(b"[" * 5000)
+    code, out, err = run_main(capsys, "import-profiles", str(path))
+    assert (code, out) == (1, "")
+    assert "is nested too deeply" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("!!python/object/apply:os.getcwd []", "--set system.containers.nginx.image: the value is not valid YAML: "
+                                               "could not determine a constructor for the tag"),
+        ("[" * 5000, "--set system.containers.nginx.image: the value is nested too deeply"),
+        ("[unclosed", "--set system.containers.nginx.image: the value is not valid YAML"),
+    ],
+)
+def test_render_set_values_are_safe_yaml_or_a_message(capsys, value, message):
+    code, out, err = run_main(capsys, "render", "nginx", "--set", f"system.containers.nginx.image={value}")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"tycho: {message}") and len(err.splitlines()) == 1
+
+
 def test_validate_yaml_date_value_names_the_key(capsys, tmp_path):
     path = tmp_path / "dated.yaml"
     path.write_text("scipy:\n  system:\n    containers:\n      notebook:\n        env: {RELEASED: 2024-01-01}\n")

@@ -494,6 +494,39 @@ def test_form_refuses_what_it_could_not_have_sent(data, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda c, big: c.select({"profile": big}),
+        lambda c, big: c.select({big: 1}),
+        lambda c, big: c.select({"profile": "app", "choices": {big: "x"}}),
+        lambda c, big: c.select({"profile": "app", "choices": {"size": big}}),
+        lambda c, big: c.options_from_form({"profile": [big]}),
+        lambda c, big: c.options_from_form({"profile": ["app"], big: ["x"]}),
+        lambda c, big: c.options_from_form({"profile": ["app"], "app.size": [big]}),
+    ],
+    ids=["profile", "option-name", "choice-name", "choice-value", "form-profile", "form-field", "form-value"],
+)
+def test_a_huge_value_is_quoted_short_in_the_message(refuse):
+    """A megabyte sent as an option comes back as the start of a quote and its length, not
+    a megabyte of reply (and of hub log) per request."""
+    big = "A" * 1_048_576
+    with pytest.raises(OptionsError) as info:
+        refuse(parse_catalog(small_catalog()), big)
+    message = str(info.value)
+    assert len(message) < 300, message[:400]
+    assert "'AAAAAAAAAA" in message and "characters in all)" in message
+
+
+def test_a_value_nested_too_deeply_to_show_is_said_so():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(OptionsError) as info:
+        parse_catalog(small_catalog()).select({"profile": "app", "choices": {"size": deep}})
+    assert "a value nested too deeply to show" in str(info.value)
+
+
 # --------------------------------------------------------------------------- the built-in catalog
 
 JUPYTER_STACKS = {
