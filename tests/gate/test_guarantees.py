@@ -119,6 +119,24 @@ def test_4_owner_websocket_round_trips_text_binary_and_subprotocol(hub, alice_se
         assert ws.close_code == 4001 and ws.close_reason == "app says bye"
 
 
+def test_4_a_websocket_to_an_app_path_that_speaks_none_is_a_502_and_one_log_line(hub, alice_server):
+    session = hub.login("alice")
+    open_app(session, alice_server)
+    before = len(hub.log_text())
+    with pytest.raises(InvalidStatus) as info:
+        ws_connect(ws_url(hub, "/user/alice/echo"), origin=hub.url,
+                   additional_headers={"Cookie": cookie_header(session)}, open_timeout=10)
+    assert info.value.response.status_code == 502
+    assert b"The app did not accept a websocket here (Non-websocket response)." in info.value.response.body
+    deadline = time.monotonic() + 5
+    while "did not accept a websocket" not in hub.log_text()[before:] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logged = hub.log_text()[before:]
+    said = [line for line in logged.splitlines() if "did not accept a websocket" in line]
+    assert len(said) == 1, logged
+    assert "Traceback" not in logged, logged
+
+
 def test_4_cross_origin_websocket_and_post_are_refused(hub, alice_server, upstream_app):
     session = hub.login("alice")
     open_app(session, alice_server)

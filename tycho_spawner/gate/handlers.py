@@ -365,6 +365,12 @@ class WebSocketProxyHandler(GateAuthenticated, WebSocketHandler):
         except (OSError, StreamClosedError, asyncio.TimeoutError) as err:
             log.warning("websocket to the app failed: %s", err)
             raise HTTPError(502, "The app is not answering.")
+        except Exception as err:
+            # Any other failure is an answer that is no websocket handshake (tornado's
+            # WebSocketError "Non-websocket response" for a plain page, a wrong
+            # Sec-WebSocket-Accept): the app's doing, so 502, and tornado's one warning line
+            # (this message) in the log rather than a traceback.
+            raise HTTPError(502, "The app did not accept a websocket here (%s).", str(err) or type(err).__name__)
 
     def select_subprotocol(self, subprotocols: list) -> Optional[str]:
         return self.upstream_ws.selected_subprotocol if self.upstream_ws is not None else None
