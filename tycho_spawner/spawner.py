@@ -30,17 +30,18 @@ import weakref
 from typing import Any, Optional
 
 import jinja2
-from aiohttp import ClientResponse
+from aiohttp import ClientConnectionError, ClientResponse
 from kubernetes_asyncio.client.rest import ApiException, RESTResponse
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from tornado import web
+from traitlets import Any as AnyTrait
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 
 from . import podstatus
 from .catalog_files import load_catalog
 from .compat import SpawnException
-from .errors import CatalogError, OptionsError, RenderError
+from .errors import CatalogError, OptionsError, RenderError, shown
 from .form import render_form
 from .model import System, parse_quantity
 from .profiles import Catalog, Selection
@@ -208,6 +209,22 @@ class TychoSpawner(KubeSpawner):
     def _apply_user_options_default(self):
         return TychoSpawner._apply_options
 
+    user_options = AnyTrait(
+        help="""
+        The options of this server's start, as the form or the REST API sent them; once
+        checked against the catalog, the canonical ``{"profile": ..., "choices": {...}}``.
+
+        Any value is taken here (Spawner's own trait is a Dict) because JupyterHub 5.5 assigns
+        a start's JSON body before any check: a body that is not an object (``[]``) was an
+        HTTP 500 with a traceback, and is now refused with 400 by ``apply_user_options`` like
+        every other bad option.
+        """,
+    )
+
+    @default("user_options")
+    def _user_options_default(self):
+        return {}
+
     # ------------------------------------------------------------------ catalog and options
 
     @property
@@ -267,7 +284,7 @@ class TychoSpawner(KubeSpawner):
         try:
             return self.tycho_catalog.select(user_options)
         except OptionsError as err:
-            self.log.warning("%s: refused options %r: %s", self._log_name, user_options, err)
+            self.log.warning("%s: refused options %s: %s", self._log_name, shown(user_options), err)
             raise web.HTTPError(400, str(err)) from None
 
     _selection: Optional[Selection] = None
@@ -348,16 +365,37 @@ class TychoSpawner(KubeSpawner):
     # ------------------------------------------------------------------ KubeSpawner's start
 
     async def _start_watching_pods(self, replace=False):
+        """The process-wide pod cache of TychoSpawners in this namespace (its own key, see
+        ``_get_reflector_key``), started here rather than by KubeSpawner's ``_start_reflector``:
+        that one hands a cache whose first list failed (the API server down at that moment) to
+        every later start, empty for good, and logs two tracebacks; this one replaces it."""
+        key = self._get_reflector_key("pods")
+        current = self.__class__.reflectors.get(key)
+        if current is not None and not replace:
+            if not current.first_load_future.done():
+                await asyncio.shield(current.first_load_future)
+            if not current.failed:
+                return current
+        reflector = WakingPodReflector(
+            parent=self, namespace=self.namespace, labels={"component": self.component_label},
+            omit_namespace=self.enable_user_namespaces, on_failure=self._on_pod_watch_failure,
+        )
+        self.__class__.reflectors[key] = reflector
         try:
-            return await self._start_reflector(
-                kind="pods",
-                reflector_class=WakingPodReflector,
-                labels={"component": self.component_label},
-                omit_namespace=self.enable_user_namespaces,
-                replace=replace,
-            )
+            await reflector.start()
         except ApiException as err:
             raise self._api_failure("watch pods", err) from None
+        if current is not None:
+            await current.stop()
+        return reflector
+
+    def _on_pod_watch_failure(self) -> None:
+        # KubeSpawner's policy: a cluster-wide cache (user namespaces) that cannot watch any
+        # more halts the hub (its restart lists afresh); a namespace's cache is replaced by the
+        # next start that finds it failed.
+        if self.enable_user_namespaces:
+            self.log.critical("the cluster-wide pod watch failed for good; halting the hub")
+            sys.exit(1)
 
     def _get_reflector_key(self, kind: str):
         # TychoSpawner's pod cache wakes its readers (WakingPodReflector); a KubeSpawner in the
@@ -406,8 +444,12 @@ class TychoSpawner(KubeSpawner):
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
             try:
                 await asyncio.shield(self._remove_objects(grace_seconds=0))
-            except Exception:
-                self.log.exception("%s: cleanup after a failed start failed", self._log_name)
+            except Exception as cleanup_err:
+                if not _unreachable(cleanup_err):
+                    self.log.exception("%s: cleanup after a failed start failed", self._log_name)
+                else:  # what it created, if anything, is replaced by the next start of this server
+                    self.log.warning("%s: nothing removed after the failed start: the cluster's API is not "
+                                     "reachable (%s)", self._log_name, cleanup_err)
             raise self._start_failure(err) from None
         finally:
             self._start_deadline = None
@@ -418,6 +460,9 @@ class TychoSpawner(KubeSpawner):
 
     def _start_failure(self, err: BaseException) -> BaseException:
         """What a failed start tells the user: Kubernetes' refusal in words, not a traceback."""
+        if _unreachable(err):
+            self.log.error("%s: the cluster's API is not reachable: %s", self._log_name, err)
+            return SpawnException(UNREACHABLE_MESSAGE, reason="kubernetes-unreachable", status_code=503)
         if isinstance(err, ApiException):
             refused = _FORBIDDEN_ACTION.search(_api_message(err)) if err.status == 403 else None
             action = f"{refused.group(1)} {refused.group(2)}" if refused else "start the server"
@@ -620,10 +665,26 @@ class TychoSpawner(KubeSpawner):
     async def stop(self, now: bool = False) -> None:
         grace = 0 if now else self.delete_grace_period
         self.log.info("%s: stopping pod %s (grace %ss)", self._log_name, self._pod_key, grace)
-        await self._remove_objects(grace_seconds=grace)
+        try:
+            await self._remove_objects(grace_seconds=grace)
+        except Exception as err:
+            if not _unreachable(err):
+                raise
+            # JupyterHub forgets the server whether or not this raises; raising would only add a
+            # traceback. The pod, if it runs, is replaced by this server's next start (same name).
+            self.log.error("%s: pod %s not deleted: the cluster's API is not reachable (%s)",
+                           self._log_name, self._pod_key, err)
 
     async def poll(self) -> Optional[int]:
-        await self._start_watching_pods()
+        try:
+            await self._start_watching_pods()
+        except Exception as err:
+            if not _unreachable(err):
+                raise
+            # Unknown is not stopped: a server is not given up because the API server is away.
+            self.log.warning("%s: cannot poll, the cluster's API is not reachable (%s); taking the "
+                             "server as running", self._log_name, err)
+            return None
         pod = self._current_pod()
         code = podstatus.exit_status(pod)
         if code is not None and pod is not None and self.delete_stopped_pods:
@@ -651,8 +712,8 @@ class TychoSpawner(KubeSpawner):
                         events.items,
                         key=lambda e: (e.last_timestamp or e.event_time or e.metadata.creation_timestamp or 0, e.metadata.name),
                     )
-                except ApiException as err:
-                    self.log.debug("%s: cannot read events: %s", self._log_name, err.reason)
+                except (ApiException, ClientConnectionError, ConnectionError) as err:
+                    self.log.debug("%s: cannot read events: %s", self._log_name, getattr(err, "reason", err))
                     items = []
                 for event in items if self.events_enabled else ():
                     if event.metadata.uid in seen:
@@ -762,6 +823,16 @@ def _check_at_hub_start() -> None:
     else:
         # SystemExit from a callback leaves the loop, so a broken catalog still stops the hub.
         loop.call_soon(check)
+
+
+#: What a user is told when the hub cannot talk to Kubernetes at all (a 503: it is temporary).
+UNREACHABLE_MESSAGE = "The cluster's API is not reachable; try again in a minute."
+
+
+def _unreachable(err: BaseException) -> bool:
+    """Whether ``err`` means the API server could not be talked to (refused, reset, closed)
+    rather than that it answered: aiohttp's connection errors are no ApiException."""
+    return isinstance(err, (ClientConnectionError, ConnectionError))
 
 
 def _api_message(err: ApiException) -> str:

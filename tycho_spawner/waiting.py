@@ -75,3 +75,29 @@ class WakingPodReflector(PodReflector):
                 waiters.discard(future)
                 if not waiters:
                     self._waiters.pop(key, None)
+
+    async def start(self) -> None:
+        """List, then watch, as the base class does, without logging a failed first list.
+
+        The spawner that starts this cache says why it failed, in one line, and replaces it on
+        its next start (see ``TychoSpawner._start_watching_pods``): an API server that was
+        down for a minute must not leave the hub with an empty cache and two tracebacks.
+        """
+        try:
+            await self._list_and_update()
+        except Exception as err:
+            if not self.first_load_future.done():
+                self.first_load_future.set_exception(err)
+                self.first_load_future.exception()  # seen: no "exception never retrieved"
+            raise
+        self.watch_task = asyncio.create_task(self._watch_and_update())
+
+    @property
+    def failed(self) -> bool:
+        """Whether this cache is of no more use: its first list failed (it never filled), or
+        its watch gave up retrying (it no longer follows the cluster)."""
+        future = self.first_load_future
+        if future.done() and not future.cancelled() and future.exception() is not None:
+            return True
+        return self.watch_task is not None and self.watch_task.done() and not self._stopping
+
