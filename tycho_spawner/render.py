@@ -428,7 +428,14 @@ def render_pod(
     if not spec["volumes"]:
         del spec["volumes"]
     spec["securityContext"] = {**(spec.get("securityContext") or {}), **parts.security_context}
+    # A user's app is untrusted code: the container runtime's default syscall filter unless the
+    # site chose a profile (KubeSpawner's pod_security_context, extra_pod_config).
+    spec["securityContext"].setdefault("seccompProfile", dict(RUNTIME_DEFAULT_SECCOMP))
     return pod
+
+
+#: The pod-level seccomp profile every server's pod gets when the site sets none.
+RUNTIME_DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
 
 
 def render_all(system: System, server: Server, env: jinja2.Environment) -> list[dict]:

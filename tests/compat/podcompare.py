@@ -99,6 +99,11 @@ OWNED = (
     Owned("pod `securityContext.fsGroup`", _below("spec.securityContext.fsGroup") + ("spec.securityContext",),
           "`singleuser.fsGid` (`KubeSpawner.fs_gid`)",
           "`system.security.fs_group`", "replaced; the site's other pod `securityContext` keys stay"),
+    # (API servers before 1.25 mirror the field into the legacy annotation.)
+    Owned("pod `securityContext.seccompProfile`", _below("spec.securityContext.seccompProfile")
+          + ("metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]",),
+          "none (`KubeSpawner.pod_security_context` when a site sets it)", "none: the spawner's",
+          "added: `RuntimeDefault` unless the site sets a profile"),
     Owned("labels `tycho-spawner/server`, `tycho-spawner/profile`",
           ("metadata.labels[tycho-spawner/server]", "metadata.labels[tycho-spawner/profile]"),
           "none", "the entry's key (`tycho-spawner/profile`); the pod's name (`tycho-spawner/server`)",

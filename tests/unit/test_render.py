@@ -375,7 +375,7 @@ def test_everything_runs_as_non_root(key):
 def test_security_of_the_system_is_used():
     pod = render_pod(system_of("nginx"), server(), template_environment())
     # The pod level holds only what volumes need: the site's init containers are the site's.
-    assert pod["spec"]["securityContext"] == {"fsGroup": 101}
+    assert pod["spec"]["securityContext"] == {"fsGroup": 101, "seccompProfile": {"type": "RuntimeDefault"}}
     for container in pod["spec"]["containers"]:
         assert (container["securityContext"]["runAsUser"], container["securityContext"]["runAsGroup"]) == (101, 101)
 
@@ -445,6 +445,16 @@ def kubespawner_pod(**container) -> dict:
     }
 
 
+def test_every_pod_gets_the_runtime_default_seccomp_profile_unless_the_site_sets_one():
+    for key in ("base", "rstudio", "nginx"):
+        pod = render_pod(system_of(key), server(), template_environment())
+        assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, key
+    base = kubespawner_pod()
+    base["spec"]["securityContext"]["seccompProfile"] = {"type": "Localhost", "localhostProfile": "site.json"}
+    pod = render_pod(system_of("base"), server(), template_environment(), base_pod=base)
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "Localhost", "localhostProfile": "site.json"}
+
+
 def test_base_pod_site_settings_are_kept():
     base = kubespawner_pod()
     pod = render_pod(system_of("rstudio"), server(), template_environment(), base_pod=base)
@@ -452,7 +462,8 @@ def test_base_pod_site_settings_are_kept():
     assert spec["nodeSelector"] == {"pool": "users"}
     assert spec["tolerations"] == [{"key": "users", "operator": "Exists"}]
     assert spec["initContainers"] == base["spec"]["initContainers"], "the site's init containers are kept as they are"
-    assert spec["securityContext"] == {"fsGroup": 1000, "supplementalGroups": [5000]}
+    assert spec["securityContext"] == {"fsGroup": 1000, "supplementalGroups": [5000],
+                                       "seccompProfile": {"type": "RuntimeDefault"}}
     assert [v["name"] for v in spec["volumes"]] == ["home", "shared", "data", "rstudio-tmp"]
     gate, app, sidecar = spec["containers"]
     assert sidecar == {"name": "site-sidecar", "image": "example.org/sidecar:1"}, "extra_containers are kept"
