@@ -42,6 +42,10 @@ def test_default_render_has_every_part(chart):
     }
     assert docs[("Service", "demo-public")]["spec"]["type"] == "NodePort"
     assert docs[("Deployment", "demo-proxy")]["spec"]["strategy"] == {"type": "Recreate"}
+    # The proxy never talks to Kubernetes: a token in its filesystem would only be a gift to
+    # whoever gets code running there.
+    assert docs[("Deployment", "demo-proxy")]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "automountServiceAccountToken" not in docs[("Deployment", "demo-hub")]["spec"]["template"]["spec"]
     hub = docs[("Deployment", "demo-hub")]["spec"]["template"]
     assert hub["spec"]["serviceAccountName"] == "demo-hub"
     assert hub["metadata"]["labels"]["component"] == "hub"
