@@ -173,3 +173,20 @@ def labelled_objects(api_client, namespace, selector):
 
 def api_json(response):
     return json.loads(response.text) if response.text else None
+
+
+def browser_login(app, name):
+    """A requests session logged in through the hub's login form, as a browser would be."""
+    import re
+
+    import requests
+    from jupyterhub.tests.utils import public_url
+
+    session = requests.Session()
+    login = public_url(app, path="hub/login")
+    page = session.get(login, timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = session.post(login, data={"username": name, "password": name, "_xsrf": xsrf}, timeout=30)
+    assert r.status_code == 200, r.status_code
+    return session
+

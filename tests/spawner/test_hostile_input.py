@@ -13,12 +13,11 @@ import re
 
 import jupyterhub
 import pytest
-import requests
 from jupyterhub.tests.utils import add_user, api_request, public_url
 
 from tycho_spawner.render import SERVER_LABEL, selector_value
 
-from .conftest import labelled_objects, wait_for_spawn
+from .conftest import browser_login, labelled_objects, wait_for_spawn
 
 pytestmark = pytest.mark.cluster
 
@@ -83,19 +82,9 @@ async def test_a_megabyte_option_gets_a_short_400_and_a_short_log(hub, control_p
     assert _objects(control_plane, user.spawners[""]) == []
 
 
-def _browser_login(app, name):
-    session = requests.Session()
-    login = public_url(app, path="hub/login")
-    page = session.get(login, timeout=30)
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    r = session.post(login, data={"username": name, "password": name, "_xsrf": xsrf}, timeout=30)
-    assert r.status_code == 200, r.status_code
-    return session
-
-
 async def test_a_megabyte_form_field_gets_a_short_400_page(hub, control_plane):
     user = _user(hub, "formfz")
-    session = await asyncio.to_thread(_browser_login, hub, user.name)
+    session = await asyncio.to_thread(browser_login, hub, user.name)
     url = public_url(hub, path=f"hub/spawn/{user.name}")
     page = await asyncio.to_thread(session.get, url, timeout=30)
     xsrf = re.search(r'xsrf_token: "([^"]+)"', page.text).group(1)

@@ -18,7 +18,7 @@ from kubernetes import client
 
 from tycho_spawner.render import SERVER_LABEL, selector_value
 
-from .conftest import labelled_objects, wait_for_spawn
+from .conftest import browser_login, labelled_objects, wait_for_spawn
 
 pytestmark = pytest.mark.cluster
 
@@ -143,21 +143,10 @@ async def test_bad_options_get_400_and_create_nothing(hub, control_plane, option
     assert _objects(control_plane, hub, spawner) == []
 
 
-def _browser_login(app, name):
-    """A requests session logged in through the hub's login form, as a browser would be."""
-    session = requests.Session()
-    login = public_url(app, path="hub/login")
-    page = session.get(login, timeout=30)
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    r = session.post(login, data={"username": name, "password": name, "_xsrf": xsrf}, timeout=30)
-    assert r.status_code == 200, r.status_code
-    return session
-
-
 async def test_tampered_form_gets_400_and_creates_nothing(hub, control_plane):
     user = _user(hub, "formuser")
     spawner = user.spawners[""]
-    session = await asyncio.to_thread(_browser_login, hub, user.name)
+    session = await asyncio.to_thread(browser_login, hub, user.name)
     url = public_url(hub, path="hub/spawn/formuser")
     page = await asyncio.to_thread(session.get, url, timeout=30)
     assert page.status_code == 200
@@ -243,7 +232,7 @@ async def test_progress_tells_the_user_what_is_happening(hub, control_plane):
 
 async def test_the_spawn_form_launches_the_choice_and_preselects_it_next_time(hub, control_plane):
     user = _user(hub, "formfan")
-    session = await asyncio.to_thread(_browser_login, hub, user.name)
+    session = await asyncio.to_thread(browser_login, hub, user.name)
     url = public_url(hub, path="hub/spawn/formfan/web")
     page = await asyncio.to_thread(session.get, url, timeout=30)
     xsrf = re.search(r'xsrf_token: "([^"]+)"', page.text).group(1)
