@@ -120,6 +120,12 @@ def create_pod_network(uid: str, ip: str) -> None:
     sh("ip", "link", "set", host_if, "up")
     sh("ip", "-n", ns, "link", "set", "lo", "up")
     sh("ip", "-n", ns, "addr", "add", f"{ip}/{NETWORK.prefixlen}", "dev", "eth0")
+    # Addresses are reused as pods come and go: what cached the previous pod's MAC for this
+    # address (the host, other pods) would send it nowhere for up to a minute. Like a CNI
+    # bridge plugin, announce the new owner with a gratuitous ARP as eth0 comes up
+    # (arp_notify), and drop the host's entry.
+    sh("ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify")
+    sh("ip", "neigh", "flush", "to", ip, "dev", BRIDGE, check=False)
     sh("ip", "-n", ns, "link", "set", "eth0", "up")
     sh("ip", "-n", ns, "route", "add", "default", "via", GATEWAY)
 

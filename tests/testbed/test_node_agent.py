@@ -99,6 +99,30 @@ def test_containers_share_localhost_and_pods_each_have_their_own(core, kube_name
     assert ready["Ready"] == ready["ContainersReady"] == "True"
 
 
+def test_a_reused_pod_address_reaches_its_new_pod_at_once(core, kube_namespace, node_agent):
+    """A deleted pod's address goes to the next pod. The host had just talked to the old one
+    (its readiness probe, a request): its neighbour cache must not keep sending the new pod's
+    traffic to the old pod's interface (it did, for about 30 s)."""
+    web = _sh("web", "exec python3 -m http.server 9000", ports=[{"containerPort": 9000}],
+              readinessProbe={"httpGet": {"path": "/", "port": 9000}, "periodSeconds": 1})
+    ips = []
+    for name in ("first", "second"):
+        core.create_namespaced_pod(kube_namespace, _pod(name, [web]))
+        pod = _wait(core, kube_namespace, name, lambda p: p.status.phase == "Running" and all(
+            c.ready for c in p.status.container_statuses), timeout=10)
+        conn = http.client.HTTPConnection(pod.status.pod_ip, 9000, timeout=2)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200, name
+        conn.close()
+        ips.append(pod.status.pod_ip)
+        core.delete_namespaced_pod(name, kube_namespace)
+        deadline = time.monotonic() + 30
+        while any(p.metadata.name == name for p in core.list_namespaced_pod(kube_namespace).items):
+            assert time.monotonic() < deadline, f"pod {name} was not deleted"
+            time.sleep(0.1)
+    assert ips[0] == ips[1], "the agent hands out the lowest free address: the second pod reuses the first's"
+
+
 def test_environment_from_fields_secrets_and_config_maps(core, kube_namespace, node_agent):
     core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}})
     core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "c"}, "data": {"color": "blue"}})
