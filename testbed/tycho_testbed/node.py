@@ -332,8 +332,17 @@ class PodWorker(threading.Thread):
         create_pod_network(self.uid, self.ip)
         self.write_status()
         while not self.delete_requested.is_set():
-            self._step()
-            self.write_status()
+            try:
+                self._step()
+                self.write_status()
+            except Exception as err:
+                # The API server away (restarting, unreachable): keep the containers running and
+                # try again, as a kubelet does; the status is written again once it answers.
+                log.warning("pod %s/%s: %s; retrying in 1 s", self.namespace, self.name, err)
+                self.last_status = None
+                self.wake.wait(timeout=1.0)
+                self.wake.clear()
+                continue
             self.wake.wait(timeout=self._next_wakeup())
             self.wake.clear()
         self._terminate()
@@ -681,8 +690,8 @@ class PodWorker(threading.Thread):
                                                    for c in status["conditions"]]}, sort_keys=True)
         if key == self.last_status:
             return
-        self.last_status = key
-        self.agent.patch_status(self.namespace, self.name, {"status": status})
+        if self.agent.patch_status(self.namespace, self.name, {"status": status}):
+            self.last_status = key
 
     # -- deletion
 
@@ -774,25 +783,39 @@ class NodeAgent:
         except Exception as err:  # events are best effort, as for a kubelet
             log.debug("event %s for %s failed: %s", reason, meta["name"], err)
 
-    def patch_status(self, namespace: str, name: str, body: dict) -> None:
+    def patch_status(self, namespace: str, name: str, body: dict) -> bool:
+        """Write a pod's status; False when it must be written again (the API server refused
+        it for now). A pod that no longer exists needs no status: True."""
         from kubernetes.client.rest import ApiException
 
         try:
             self.call(self.core.patch_namespaced_pod_status, name, namespace, body)
         except ApiException as err:
-            if err.status != 404:
-                log.warning("status of %s/%s: %s", namespace, name, err.reason)
+            if err.status == 404:
+                return True
+            log.warning("status of %s/%s: %s", namespace, name, err.reason)
+            return False
+        return True
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        try:
-            self.call(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0,
-                      body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)))
-        except ApiException as err:
-            if err.status not in (404, 409):
-                log.warning("deleting %s/%s: %s", namespace, name, err.reason)
+        while True:
+            try:
+                self.call(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0,
+                          body=client.V1DeleteOptions(grace_period_seconds=0,
+                                                      preconditions=client.V1Preconditions(uid=uid)))
+                return
+            except ApiException as err:
+                if err.status not in (404, 409):
+                    log.warning("deleting %s/%s: %s", namespace, name, err.reason)
+                return
+            except Exception as err:  # the API server away: the deletion must still finish
+                if self.stopping.is_set():
+                    return
+                log.warning("deleting %s/%s: %s; retrying in 1 s", namespace, name, err)
+                time.sleep(1.0)
 
     def read(self, fn, *args) -> Optional[dict]:
         """An object as the API serves it (a dict), or None if it does not exist."""

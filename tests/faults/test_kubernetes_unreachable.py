@@ -8,15 +8,13 @@ port to the real API server (TLS passes through it untouched): the API server is
 """
 from __future__ import annotations
 
-import socket
-import socketserver
-import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from tests.tcprelay import TcpRelay
 from tycho_testbed.cluster import free_port
 
 from .examplehub import ExampleHub
@@ -24,42 +22,6 @@ from .examplehub import ExampleHub
 pytestmark = pytest.mark.cluster
 
 UNREACHABLE = "The cluster's API is not reachable; try again in a minute."
-
-
-class _Relay(socketserver.ThreadingTCPServer):
-    """Bytes both ways between a loopback port and the API server: the API server 'coming back'
-    at the address the hub was given."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, port: int, target: tuple):
-        self.target = target
-        super().__init__(("127.0.0.1", port), _Pipe)
-
-
-class _Pipe(socketserver.BaseRequestHandler):
-    def handle(self):
-        upstream = socket.create_connection(self.server.target)
-
-        def pump(src, dst):
-            try:
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (src, dst):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-
-        back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
-        back.start()
-        pump(self.request, upstream)
-        back.join()
-        upstream.close()
 
 
 @pytest.fixture
@@ -74,7 +36,7 @@ def hub_and_api_port(tmp_path, control_plane, node_agent, kube_namespace):
     hub = ExampleHub(tmp_path, kube_namespace, moved)
     try:
         hub.start()
-        yield hub, lambda: _Relay(port, (real.hostname, real.port))
+        yield hub, lambda: TcpRelay(port, (real.hostname, real.port))
     finally:
         hub.tear_down()
 
@@ -93,8 +55,7 @@ def test_a_start_while_the_api_server_is_down_is_a_503_in_words_then_works_once_
     assert "Unhandled error" not in logged and "cleanup after a failed start failed" not in logged, logged
     assert logged.count("the cluster's API is not reachable: Cannot connect to host 127.0.0.1") == 2, logged
 
-    relay = api_server_back()
-    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    relay = api_server_back().start()
     try:
         r = hub.api("POST", "users/kim/server", json={"profile": "base"})
         assert r.status_code in (201, 202), r.text
@@ -109,5 +70,4 @@ def test_a_start_while_the_api_server_is_down_is_a_503_in_words_then_works_once_
             assert time.monotonic() < deadline, hub.log_tail()
             time.sleep(0.5)
     finally:
-        relay.shutdown()
-        relay.server_close()
+        relay.stop()
