@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
+from bench_machine import cpu_model, load_average  # bench/, beside this script
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -406,25 +408,13 @@ def machine_info() -> List[str]:
     import tornado
     import websockets
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        load = "?"
     wrk = shutil.which("wrk")
     wrk_version = ""
     if wrk:
         v = subprocess.run([wrk, "-v"], capture_output=True, text=True)
         wrk_version = (v.stdout or v.stderr).splitlines()[0] if (v.stdout or v.stderr) else ""
     return [
-        f"- CPUs: {os.cpu_count()} ({cpu or platform.processor() or '?'}); load average before the run: {load}",
+        f"- CPUs: {os.cpu_count()} ({cpu_model()}); load average before the run: {load_average()}",
         f"- OS: {platform.platform()}",
         f"- Python {platform.python_version()}, tornado {tornado.version}, jupyterhub {jupyterhub.__version__}, "
         f"jupyter_server {jupyter_server.__version__}, jupyter-server-proxy {jupyter_server_proxy.__version__}, "

@@ -57,6 +57,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+from bench_machine import cpu_model, load_average, memory_total  # bench/, beside this script
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "testbed"))
@@ -483,14 +485,18 @@ class PodWatch(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
-        conn = self.conn
-        if conn is not None and conn.sock is not None:
-            try:
-                import socket
+        _cut(self.conn)
 
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+
+def _cut(conn: Optional[http.client.HTTPConnection]) -> None:
+    """Shut a watch connection's socket so the thread blocked reading it returns at once."""
+    if conn is not None and conn.sock is not None:
+        try:
+            import socket
+
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class PaperNode:
@@ -661,14 +667,7 @@ class PaperNode:
 
     def stop(self) -> None:
         self.stopping.set()
-        conn = self.conn
-        if conn is not None and conn.sock is not None:
-            try:
-                import socket
-
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _cut(self.conn)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -814,22 +813,6 @@ def machine_info(api: Optional[ApiServer]) -> List[str]:
 
     import tycho_spawner
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = "%.2f %.2f %.2f" % os.getloadavg()
-    mem = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB RAM"
-    except OSError:
-        pass
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "tycho_spawner"], capture_output=True,
@@ -842,7 +825,7 @@ def machine_info(api: Optional[ApiServer]) -> List[str]:
             pass
     return [
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- CPUs: {os.cpu_count()} ({cpu or platform.processor() or '?'}), {mem}; load average at the start: {load}",
+        f"- CPUs: {os.cpu_count()} ({cpu_model()}), {memory_total()}; load average at the start: {load_average()}",
         f"- OS: {platform.platform()}",
         f"- Python {platform.python_version()}, jupyterhub {jupyterhub.__version__}, "
         f"kubespawner {getattr(kubespawner, '__version__', '?')}, kubernetes_asyncio {_version('kubernetes_asyncio')}, "
