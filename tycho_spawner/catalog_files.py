@@ -22,6 +22,7 @@ BUILTIN_CATALOG = Path(__file__).parent / "catalog" / "builtin.yaml"
 #: level, so a hostile file of thousands of nested brackets would otherwise end in a
 #: RecursionError traceback.
 MAX_YAML_DEPTH = 50
+_TOO_DEEP = f"is nested too deeply (at most {MAX_YAML_DEPTH} levels)"
 
 
 class YamlProblem(ValueError):
@@ -65,11 +66,11 @@ def parse_yaml(text: str | bytes) -> Any:
     try:
         data = yaml.safe_load(text)
     except RecursionError:
-        raise YamlProblem(f"is nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
+        raise YamlProblem(_TOO_DEEP) from None
     except yaml.YAMLError as err:
         raise YamlProblem(f"is not valid YAML: {_one_line(err)}") from None
     if _depth_exceeds(data, MAX_YAML_DEPTH):
-        raise YamlProblem(f"is nested too deeply (at most {MAX_YAML_DEPTH} levels)")
+        raise YamlProblem(_TOO_DEEP)
     return data
 
 

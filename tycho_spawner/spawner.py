@@ -444,12 +444,12 @@ class TychoSpawner(KubeSpawner):
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
             try:
                 await asyncio.shield(self._remove_objects(grace_seconds=0))
-            except Exception as cleanup_err:
-                if not _unreachable(cleanup_err):
-                    self.log.exception("%s: cleanup after a failed start failed", self._log_name)
-                else:  # what it created, if anything, is replaced by the next start of this server
-                    self.log.warning("%s: nothing removed after the failed start: the cluster's API is not "
-                                     "reachable (%s)", self._log_name, cleanup_err)
+            except UNREACHABLE_ERRORS as cleanup_err:
+                # What it created, if anything, is replaced by the next start of this server.
+                self.log.warning("%s: nothing removed after the failed start: the cluster's API is not "
+                                 "reachable (%s)", self._log_name, cleanup_err)
+            except Exception:
+                self.log.exception("%s: cleanup after a failed start failed", self._log_name)
             raise self._start_failure(err) from None
         finally:
             self._start_deadline = None
@@ -460,7 +460,7 @@ class TychoSpawner(KubeSpawner):
 
     def _start_failure(self, err: BaseException) -> BaseException:
         """What a failed start tells the user: Kubernetes' refusal in words, not a traceback."""
-        if _unreachable(err):
+        if isinstance(err, UNREACHABLE_ERRORS):
             self.log.error("%s: the cluster's API is not reachable: %s", self._log_name, err)
             return SpawnException(UNREACHABLE_MESSAGE, reason="kubernetes-unreachable", status_code=503)
         if isinstance(err, ApiException):
@@ -667,9 +667,7 @@ class TychoSpawner(KubeSpawner):
         self.log.info("%s: stopping pod %s (grace %ss)", self._log_name, self._pod_key, grace)
         try:
             await self._remove_objects(grace_seconds=grace)
-        except Exception as err:
-            if not _unreachable(err):
-                raise
+        except UNREACHABLE_ERRORS as err:
             # JupyterHub forgets the server whether or not this raises; raising would only add a
             # traceback. The pod, if it runs, is replaced by this server's next start (same name).
             self.log.error("%s: pod %s not deleted: the cluster's API is not reachable (%s)",
@@ -678,9 +676,7 @@ class TychoSpawner(KubeSpawner):
     async def poll(self) -> Optional[int]:
         try:
             await self._start_watching_pods()
-        except Exception as err:
-            if not _unreachable(err):
-                raise
+        except UNREACHABLE_ERRORS as err:
             # Unknown is not stopped: a server is not given up because the API server is away.
             self.log.warning("%s: cannot poll, the cluster's API is not reachable (%s); taking the "
                              "server as running", self._log_name, err)
@@ -712,7 +708,7 @@ class TychoSpawner(KubeSpawner):
                         events.items,
                         key=lambda e: (e.last_timestamp or e.event_time or e.metadata.creation_timestamp or 0, e.metadata.name),
                     )
-                except (ApiException, ClientConnectionError, ConnectionError) as err:
+                except (ApiException, *UNREACHABLE_ERRORS) as err:
                     self.log.debug("%s: cannot read events: %s", self._log_name, getattr(err, "reason", err))
                     items = []
                 for event in items if self.events_enabled else ():
@@ -828,11 +824,9 @@ def _check_at_hub_start() -> None:
 #: What a user is told when the hub cannot talk to Kubernetes at all (a 503: it is temporary).
 UNREACHABLE_MESSAGE = "The cluster's API is not reachable; try again in a minute."
 
-
-def _unreachable(err: BaseException) -> bool:
-    """Whether ``err`` means the API server could not be talked to (refused, reset, closed)
-    rather than that it answered: aiohttp's connection errors are no ApiException."""
-    return isinstance(err, (ClientConnectionError, ConnectionError))
+#: What the API server not being reachable at all raises (refused, reset, closed), rather than
+#: an answer: aiohttp's connection errors are no ApiException.
+UNREACHABLE_ERRORS = (ClientConnectionError, ConnectionError)
 
 
 def _api_message(err: ApiException) -> str:

@@ -339,7 +339,6 @@ class PodWorker(threading.Thread):
                 # The API server away (restarting, unreachable): keep the containers running and
                 # try again, as a kubelet does; the status is written again once it answers.
                 log.warning("pod %s/%s: %s; retrying in 1 s", self.namespace, self.name, err)
-                self.last_status = None
                 self.wake.wait(timeout=1.0)
                 self.wake.clear()
                 continue
