@@ -9,6 +9,7 @@ Pure: the input is the pod as a dict (as the watch delivers it).
 """
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -162,3 +163,14 @@ def exit_status(pod: Optional[dict]) -> Optional[int]:
             last = (cs.get("lastState") or {}).get("terminated") or {}
             return int(last.get("exitCode", 1))
     return None
+
+
+def age_seconds(pod: Optional[dict], now: Optional[datetime.datetime] = None) -> float:
+    """Seconds since the pod was created (0 when unknown)."""
+    created = ((pod or {}).get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    if isinstance(created, str):
+        created = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return max(0.0, (now - created).total_seconds())

@@ -196,6 +196,15 @@ def public_port(system: System, gate: GateSettings) -> int:
     return gate.port
 
 
+def served_port(pod: Optional[Mapping]) -> Optional[int]:
+    """The pod's port the hub connects to (named as KubeSpawner names it), if it has one."""
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == SERVER_PORT_NAME:
+                return int(port["containerPort"])
+    return None
+
+
 def env_var(name: str, value: Any) -> dict:
     """One entry of a container's ``env`` list."""
     if isinstance(value, EnvSource):

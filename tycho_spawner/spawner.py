@@ -52,6 +52,7 @@ from .render import (
     public_port,
     render_network_policy,
     render_pod,
+    served_port,
     template_environment,
 )
 from .site_settings import replaced_settings
@@ -683,10 +684,49 @@ class TychoSpawner(KubeSpawner):
             return None
         pod = self._current_pod()
         code = podstatus.exit_status(pod)
+        if code is None and pod is not None and self._check_pending:
+            code = await self._finish_interrupted_start()
         if code is not None and pod is not None and self.delete_stopped_pods:
             self.log.info("%s: pod %s stopped with exit code %s, removing it", self._log_name, self._pod_key, code)
             await self.stop(now=True)
         return code
+
+    async def _finish_interrupted_start(self) -> Optional[int]:
+        """At hub start, a pod that is not ready yet is what a start cut short left (the hub was
+        killed mid-spawn): let that start finish, as it would have. ``None`` once the pod is
+        ready (JupyterHub then asks `get_url` where it runs); an exit code, after one log line
+        with Kubernetes' reason, if it can never be ready: JupyterHub then stops the server and
+        the user may start again at once, instead of a "pending check" until `http_timeout`.
+        """
+        pod = self._current_pod()
+        created = podstatus.age_seconds(pod)
+        deadline = time.monotonic() + max(0.0, self.start_timeout - created)
+        while True:
+            verdict = podstatus.assess(self._current_pod(), self.fatal_waiting_reasons, self.unschedulable_is_fatal)
+            if verdict.state == podstatus.READY:
+                self.log.info("%s: pod %s, started before the hub restarted, is ready", self._log_name, self._pod_key)
+                return None
+            remaining = deadline - time.monotonic()
+            if verdict.state in (podstatus.FAILED, podstatus.MISSING) or remaining <= 0:
+                why = verdict.message if remaining > 0 else f"not ready within {self.start_timeout} seconds ({verdict.message})"
+                self.log.warning("%s: pod %s, started before the hub restarted, cannot start: %s; removing it",
+                                 self._log_name, self._pod_key, why)
+                return 1
+            await self._changed(remaining)
+
+    async def get_url(self):
+        """Where the server's pod answers, read off the pod.
+
+        JupyterHub asks this at its start for every server it finds running: one whose start was
+        cut short by a killed hub has only the placeholder address recorded before the spawn
+        (a random port), and probing that for `http_timeout` ends with its pod deleted.
+        """
+        pod = self._current_pod() if self.pod_reflector else None
+        port = served_port(pod)
+        if pod is None or port is None or not (pod.get("status") or {}).get("podIP"):
+            return await super().get_url()
+        self.port = port
+        return self._get_pod_url(pod)
 
     async def progress(self):
         """Human progress messages from this pod's events and status, until the start ends."""

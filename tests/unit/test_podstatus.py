@@ -17,6 +17,7 @@ from tycho_spawner.podstatus import (
     READY,
     UNBOUND_CLAIM,
     Verdict,
+    age_seconds,
     assess,
     claim_verdict,
     exit_status,
@@ -426,3 +427,13 @@ def test_a_claim_being_provisioned_is_waited_for():
         _event("ExternalProvisioning", "waiting for a volume to be created", at="2026-12-01T00:00:05Z"),
     ]
     assert claim_verdict("claim-alice", failed_then_waiting).state == PENDING
+
+
+def test_age_is_read_from_the_creation_timestamp():
+    import datetime
+
+    now = datetime.datetime(2026, 12, 1, 0, 1, 30, tzinfo=datetime.timezone.utc)
+    assert age_seconds({"metadata": {"creationTimestamp": "2026-12-01T00:00:00Z"}}, now) == 90
+    assert age_seconds({"metadata": {"creationTimestamp": "2026-12-01T00:02:00Z"}}, now) == 0  # clock skew
+    assert age_seconds({"metadata": {}}, now) == 0
+    assert age_seconds(None, now) == 0

@@ -40,6 +40,7 @@ from tycho_spawner.render import (
     render_pod,
     render_pod_parts,
     selector_value,
+    served_port,
     template_environment,
 )
 
@@ -246,6 +247,15 @@ def test_served_port_is_named_notebook_port():
         {"name": SERVER_PORT_NAME, "containerPort": 8888, "protocol": "TCP"}
     ]
     assert SERVER_PORT_NAME == "notebook-port"
+
+
+def test_served_port_is_read_back_off_a_rendered_pod():
+    # What the hub connects to, found again from the pod alone (a hub restarted mid-spawn).
+    assert served_port(render_pod(system_of("scipy"), server(), template_environment())) == 8888
+    gate = GateSettings(port=9999)
+    assert served_port(render_pod(system_of("nginx"), server(gate=gate), template_environment())) == 9999
+    assert served_port({"spec": {"containers": [{"name": "x", "ports": [{"name": "http", "containerPort": 80}]}]}}) is None
+    assert served_port(None) is None
 
 
 @pytest.mark.parametrize("key, app_port", [("rstudio", 8787), ("nginx", 8080)])
