@@ -684,7 +684,7 @@ class TychoSpawner(KubeSpawner):
             return None
         pod = self._current_pod()
         code = podstatus.exit_status(pod)
-        if code is None and pod is not None and self._check_pending:
+        if code is None and self._check_pending and pod is not None and not self._start_recorded:
             code = await self._finish_interrupted_start()
         if code is not None and pod is not None and self.delete_stopped_pods:
             self.log.info("%s: pod %s stopped with exit code %s, removing it", self._log_name, self._pod_key, code)
@@ -692,9 +692,10 @@ class TychoSpawner(KubeSpawner):
         return code
 
     async def _finish_interrupted_start(self) -> Optional[int]:
-        """At hub start, a pod that is not ready yet is what a start cut short left (the hub was
-        killed mid-spawn): let that start finish, as it would have. ``None`` once the pod is
-        ready (JupyterHub then asks `get_url` where it runs); an exit code, after one log line
+        """At hub start, a pod with no recorded state is what a start cut short left (the hub
+        was killed mid-spawn; JupyterHub records a spawner's state once its start returns): let
+        that start finish, as it would have. ``None`` once the pod is ready (JupyterHub then
+        asks `get_url` where it runs); an exit code, after one log line
         with Kubernetes' reason, if it can never be ready: JupyterHub then stops the server and
         the user may start again at once, instead of a "pending check" until `http_timeout`.
         """
@@ -776,9 +777,13 @@ class TychoSpawner(KubeSpawner):
             state["tycho"] = self._selection.as_user_options()
         return state
 
+    #: Whether the hub holds this server's state from a start that returned (see poll).
+    _start_recorded = False
+
     def load_state(self, state):
         super().load_state(state)
         saved = state.get("tycho") if state else None
+        self._start_recorded = bool(saved)
         if saved:
             try:
                 self._selection = self.tycho_catalog.select(saved)
@@ -789,6 +794,7 @@ class TychoSpawner(KubeSpawner):
     def clear_state(self):
         super().clear_state()
         self._selection = None
+        self._start_recorded = False
 
 
 def _event_message(event: Any, pod: dict) -> str:
