@@ -17,7 +17,9 @@
 #   TYCHO_DATA_DIR          where the hub keeps its database and cookie secret (default: .)
 #   TYCHO_STORAGE           users' homes: "dynamic" (a claim per user, the default) or "none"
 #   TYCHO_STORAGE_CLASS     StorageClass of users' claims (default: the cluster's default class)
+#   TYCHO_HUB_NAME          this hub's label on its servers, for `tycho gc` (default: tycho)
 import os
+import sys
 
 from tycho_spawner import TychoSpawner
 
@@ -88,6 +90,32 @@ c.Authenticator.allow_all = True
 if env("TYCHO_DUMMY_PASSWORD"):
     c.DummyAuthenticator.password = env("TYCHO_DUMMY_PASSWORD")
 c.Authenticator.admin_users = {"admin"}
+
+# --- Orphans -----------------------------------------------------------------------------------
+# Servers' pods and NetworkPolicies that no record of this hub owns (its database lost, or
+# restored from an old backup) are deleted at hub start and every 10 minutes by `tycho gc`, run
+# by the hub as a service with only the scopes it needs (it reads the hub's servers, changes
+# none of them) and the hub's kube credentials. Users' claims are never touched.
+# The label names this hub's servers, so that gc leaves another hub's alone in a shared
+# namespace (a second hub there needs its own name, and its own pod_name_template).
+hub_label = ("app.kubernetes.io/instance", env("TYCHO_HUB_NAME", "tycho"))
+c.TychoSpawner.extra_labels = dict([hub_label])
+c.JupyterHub.services = [
+    {
+        "name": "tycho-gc",
+        "command": [
+            sys.executable, "-m", "tycho_spawner.cli", "gc", "--every", "600",
+            "--namespace", c.TychoSpawner.namespace, "--selector", "=".join(hub_label),
+        ],
+        # Services get a minimal environment: pass on how the hub itself reaches Kubernetes.
+        "environment": {
+            name: os.environ[name]
+            for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+            if name in os.environ
+        },
+    }
+]
+c.JupyterHub.load_roles = [{"name": "tycho-gc", "services": ["tycho-gc"], "scopes": ["list:users", "read:servers"]}]
 
 # --- Stop now, not at a user's first spawn, if the catalog is broken --------------------------
 TychoSpawner.check_config(c)

@@ -1,4 +1,5 @@
-"""The ``tycho`` command: look at the catalog and its manifests without a hub or a cluster.
+"""The ``tycho`` command: look at the catalog and its manifests without a hub or a cluster, and
+remove servers' objects no hub record owns.
 
     tycho catalog [--catalog FILE ...]            list the offered applications and choices
     tycho render PROFILE [--user U] [--server S] [--set CHOICE=OPTION | --set dotted.key=VALUE]
@@ -6,10 +7,16 @@
     tycho validate FILE [FILE ...]                check catalog files; exit 1 naming the bad key
     tycho import-profiles VALUES.yaml             convert a z2jh singleuser.profileList (or a
                                                   KubeSpawner profile_list) to catalog entries
+    tycho gc [--dry-run] [--namespace NS] [--selector LABELS] [--every SECONDS]
+                                                  delete servers' pods and NetworkPolicies the
+                                                  hub has no record of (never users' claims)
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -185,6 +192,74 @@ def cmd_import_profiles(args) -> int:
     return 0
 
 
+#: Where a pod finds its own namespace (KubeSpawner's default namespace comes from it too).
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def default_namespace() -> str:
+    """KubeSpawner's default: the namespace of the pod this runs in, else "default"."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def cmd_gc(args) -> int:
+    from .gc import GcError, GcSettings, run
+
+    url = args.hub_api_url or os.environ.get("JUPYTERHUB_API_URL")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    problem = None
+    if not url:
+        problem = "no hub API URL: give --hub-api-url (e.g. http://127.0.0.1:8081/hub/api) or set JUPYTERHUB_API_URL"
+    elif not token:
+        problem = ("no hub token: set JUPYTERHUB_API_TOKEN to a token of the hub with the scopes list:users and "
+                   "read:servers (a hub-managed service gets its own)")
+    if problem:
+        print(f"tycho: {problem}", file=sys.stderr)
+        return 1
+    settings = GcSettings(
+        namespace=args.namespace or default_namespace(), hub_api_url=url, token=token, selector=args.selector,
+        min_age=args.min_age, dry_run=args.dry_run, every=args.every,
+    )
+    if args.every is None:
+        def say(line):
+            print(line, flush=True)
+
+        def error(line):
+            print(f"tycho: {line}", file=sys.stderr, flush=True)
+    else:
+        # A service's lines go to the hub's log: timestamped as JupyterHub's own.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s.%(msecs)03d tycho-gc] %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
+        logger = logging.getLogger("tycho.gc")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        say, error = logger.info, logger.error
+    try:
+        return asyncio.run(run(settings, say, error))
+    except GcError as err:
+        error(str(err))
+        return 1
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+        return 0
+
+
+def _seconds(minimum: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not value >= minimum or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum:g} seconds")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tycho", description="Inspect the tycho_spawner catalog and its manifests.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +301,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="VALUES.yaml",
                    help="a z2jh values file, a YAML list of profiles, or a mapping with a profile_list key")
     p.set_defaults(func=cmd_import_profiles)
+
+    p = sub.add_parser(
+        "gc",
+        help="delete the pods and NetworkPolicies of servers the hub has no record of (its database lost or "
+             "restored from an old backup); users' claims are never touched",
+        description="Delete the pods and NetworkPolicies of servers the hub has no record of, one line each. "
+                    "Only objects TychoSpawner made (label tycho-spawner/server) matching --selector are "
+                    "considered; users' claims never. The hub is reached at JUPYTERHUB_API_URL with "
+                    "JUPYTERHUB_API_TOKEN (scopes list:users and read:servers), Kubernetes as the spawner "
+                    "reaches it (in-cluster, else the kube context).",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+    p.add_argument("--namespace", help="namespace of the hub's servers (default: the pod's own namespace, "
+                                       "else default)")
+    p.add_argument("--selector", default="", metavar="LABELS",
+                   help="label selector naming this hub's servers, e.g. app.kubernetes.io/instance=tycho: "
+                        "required when other hubs' servers share the namespace (gc refuses when it sees them)")
+    p.add_argument("--hub-api-url", metavar="URL", help="the hub's API (default: $JUPYTERHUB_API_URL)")
+    p.add_argument("--min-age", type=_seconds(0), default=60.0, metavar="SECONDS",
+                   help="leave objects younger than this for a later run (default: 60)")
+    p.add_argument("--every", type=_seconds(1), metavar="SECONDS",
+                   help="run as a hub-managed service: at once, then every SECONDS, until the hub stops")
+    p.set_defaults(func=cmd_gc)
     return parser
 
 

@@ -11,8 +11,9 @@ SPAWNER_ROLE_RULES = (
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
     # Progress messages come from the events of the server's own pod (and of its claim).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-    # Each server's NetworkPolicy, created before its pod and deleted with it.
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "delete"]},
+    # Each server's NetworkPolicy, created before its pod and deleted with it; listed by
+    # `tycho gc` (a hub service) to find those no server record owns.
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "create", "delete"]},
 )
 
 #: Per storage type (z2jh's ``singleuser.storage.type``): what users' homes need on top.

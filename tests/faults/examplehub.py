@@ -21,9 +21,10 @@ EXAMPLE = ROOT / "jupyterhub_config.py"
 
 class ExampleHub:
     """`jupyterhub -f jupyterhub_config.py` with only what a test needs added: free ports, and
-    a service token to drive the REST API and reach the servers through the proxy."""
+    a service token to drive the REST API and reach the servers through the proxy; a test may
+    append Python of its own (``extra_config``)."""
 
-    def __init__(self, workdir: Path, namespace: str, kubeconfig: Path):
+    def __init__(self, workdir: Path, namespace: str, kubeconfig: Path, extra_config: str = ""):
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -36,9 +37,11 @@ class ExampleHub:
             f"c.JupyterHub.hub_bind_url = {hub_api!r}\n"
             f"c.JupyterHub.hub_connect_url = {hub_api!r}\n"
             f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{free_port()}'\n"
-            f"c.JupyterHub.services = [{{'name': 'faults', 'api_token': {self.token!r}}}]\n"
-            "c.JupyterHub.load_roles = [{'name': 'faults', 'services': ['faults'], 'scopes': "
-            "['admin:users', 'admin:servers', 'access:servers', 'read:users']}]\n"
+            # Added to the example's services and roles (tycho-gc), not replacing them.
+            f"c.JupyterHub.services.append({{'name': 'faults', 'api_token': {self.token!r}}})\n"
+            "c.JupyterHub.load_roles.append({'name': 'faults', 'services': ['faults'], 'scopes': "
+            "['admin:users', 'admin:servers', 'access:servers', 'read:users']})\n"
+            + extra_config
         )
         self.env = {
             **os.environ,

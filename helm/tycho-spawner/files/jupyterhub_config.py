@@ -4,6 +4,7 @@
 # never disagree; a broken catalog stops the hub at start, naming the key.
 import json
 import os
+import sys
 
 from tycho_spawner import TychoSpawner
 
@@ -91,22 +92,46 @@ if auth["config"]:
         class_name = point.value.rsplit(":", 1)[-1]
     c[class_name].update(auth["config"])
 
+# --- Services ----------------------------------------------------------------------------------
+services, roles = [], []
 if hub_values["cullIdleTimeout"]:
-    import sys
-
-    c.JupyterHub.services = [
+    services.append(
         {
             "name": "idle-culler",
             "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={hub_values['cullIdleTimeout']}"],
         }
-    ]
-    c.JupyterHub.load_roles = [
+    )
+    roles.append(
         {
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["idle-culler"],
         }
-    ]
+    )
+# This release's label on its servers (as zero-to-jupyterhub's): `tycho gc` considers only
+# servers carrying it, so another release's in the same namespace are never its orphans.
+c.TychoSpawner.extra_labels = {"app.kubernetes.io/instance": release}
+if hub_values["orphanGcInterval"]:
+    # Servers' pods and NetworkPolicies no record of this hub owns (its database lost, or
+    # restored from an old backup): deleted at start and then every orphanGcInterval seconds,
+    # with the hub's own Role; users' claims never. Reads the hub's servers, changes none.
+    services.append(
+        {
+            "name": "tycho-gc",
+            "command": [
+                sys.executable, "-m", "tycho_spawner.cli", "gc", f"--every={hub_values['orphanGcInterval']}",
+                f"--namespace={c.TychoSpawner.namespace}", f"--selector=app.kubernetes.io/instance={release}",
+            ],
+            # Services get a minimal environment: Kubernetes' in-cluster address is passed on.
+            "environment": {
+                name: os.environ[name] for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+                if name in os.environ
+            },
+        }
+    )
+    roles.append({"name": "tycho-gc", "scopes": ["list:users", "read:servers"], "services": ["tycho-gc"]})
+c.JupyterHub.services = services
+c.JupyterHub.load_roles = roles
 
 exec(compile(hub_values["extraConfig"], "values: hub.extraConfig", "exec"))  # admin-written
 
