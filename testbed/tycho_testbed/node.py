@@ -15,8 +15,10 @@ What is simulated, explicitly:
   table fails like a missing image (``ErrImagePull``, then ``ImagePullBackOff``);
 * the root filesystem is the host's (only volumes, the working directory and ``/tmp`` are
   private to the pod), and resources (cpu, memory) are recorded, not enforced: no cgroups;
-* no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP), and no network
-  plugin enforces NetworkPolicies;
+* no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP); no cluster DNS;
+* the network plugin: NetworkPolicies are enforced by the agent itself, as nftables tables in
+  each pod's network namespace (:mod:`tycho_testbed.netpol`); the node (the host, where the
+  tests' hub and proxy run) is always allowed both ways, and a root container could remove them;
 * back-off for crash loops, image pulls and volume set-up is shorter than a kubelet's
   (seconds, not minutes);
 * fsGroup is applied to persistentVolumeClaim volumes (host directories) as a kubelet applies
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Optional
 
 from .images import ImageTable, pod_path, program_overlays
+from .netpol import Enforcer
 from .volumes import Mount, MountError, PodVolumes, VolumeError, bind_script, decode_keyed, go_list
 
 log = logging.getLogger("tycho_testbed.node")
@@ -330,6 +333,8 @@ class PodWorker(threading.Thread):
         os.chmod(self.dir / "tmp", 0o1777)
         self.ip = self.agent.allocate_ip(self.uid)
         create_pod_network(self.uid, self.ip)
+        # Its NetworkPolicy filters before any container runs: never reachable unprotected.
+        self.agent.netpol.protect(self.pod, self.ip, netns_name(self.uid), self.delete_requested)
         self.write_status()
         while not self.delete_requested.is_set():
             try:
@@ -716,6 +721,7 @@ class PodWorker(threading.Thread):
             if c.proc is not None and c.proc.poll() is None:
                 _signal_group(c.proc, signal.SIGKILL)
                 c.proc.wait()
+        self.agent.netpol.release(self.uid)  # its filters go with its network namespace
         delete_pod_network(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -758,6 +764,8 @@ class NodeAgent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.created_bridge = False
+        #: The node's network plugin, simulated: NetworkPolicies as nftables tables in pods' namespaces.
+        self.netpol = Enforcer(self.api, self.call, [GATEWAY])
 
     # -- API helpers (rate limited)
 
@@ -976,6 +984,7 @@ class NodeAgent:
         self._reconcile_leftovers()
         self.register()
         threading.Thread(target=self._heartbeats, daemon=True, name="heartbeat").start()
+        self.netpol.start(self.stopping)  # policies, pods and namespaces listed before any pod runs
         log.info("node %s ready (pods on 10.213.%s.0/24)", self.node, self.index)
         selector = f"spec.nodeName={self.node}"
         while not self.stopping.is_set():
