@@ -56,10 +56,13 @@ def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_pa
     (jupyterhub-singleuser, tycho-gate...) come from that environment, as images are
     independent of the hub's.
     """
-    from .cluster import die_with_parent, testbed_python
+    from .cluster import NODE_MONITOR_GRACE_SECONDS, die_with_parent, testbed_python
 
+    # Its Lease lasts the node-lifecycle controller's grace period, renewed every quarter of it,
+    # as a kubelet's does with Kubernetes' defaults.
     argv = [testbed_python(), "-m", "tycho_testbed", "node", "--kubeconfig", str(kubeconfig),
-            "--node", name, "--state-dir", str(state_dir)]
+            "--node", name, "--state-dir", str(state_dir),
+            "--node-lease-duration-seconds", str(NODE_MONITOR_GRACE_SECONDS)]
     if index is not None:
         argv += ["--index", str(index)]
     if images:

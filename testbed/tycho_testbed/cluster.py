@@ -26,11 +26,19 @@ from typing import Optional
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "build-control-plane.sh"
 
-#: Controllers that need a real node or a cloud are off; everything a spawner relies on is on:
-#: service accounts and their tokens, garbage collection, Deployments, and storage (the
-#: PersistentVolume binder and expander, PVC and PV protection). attachdetach stays off: no
-#: volume of the test bed is attached to a node (its PVs are host directories).
-CONTROLLERS = "*,-nodeipam,-nodelifecycle,-attachdetach,-ttl,-route,-service,-cloud-node-lifecycle"
+#: Controllers that need a cloud or a CNI's address management are off; everything a spawner
+#: relies on is on: service accounts and their tokens, garbage collection, Deployments, storage
+#: (the PersistentVolume binder and expander, PVC and PV protection), and node lifecycle (a node
+#: whose agent stops heartbeating becomes Ready Unknown, its pods not ready, its taints those of
+#: an unreachable node). attachdetach stays off: no volume of the test bed is attached to a node
+#: (its PVs are host directories).
+CONTROLLERS = "*,-nodeipam,-attachdetach,-ttl,-route,-service,-cloud-node-lifecycle"
+#: How long the node-lifecycle controller waits for a node's heartbeat (Lease or status) before
+#: it marks the node Unknown and its pods not ready: 20 s instead of Kubernetes' 40 s so that
+#: tests see a dead node soon. The test bed's node agents hold their Lease for as long and renew
+#: it every quarter of it, as kubelets do by default (40 s, every 10 s). Checked every 2 s (5 s).
+NODE_MONITOR_GRACE_SECONDS = 20
+NODE_MONITOR_PERIOD_SECONDS = 2
 #: Stopped in this order (the provisioner first, etcd last).
 COMPONENTS = ("provisioner", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 #: The components' own API client rate limits. Kubernetes' defaults (scheduler 50/100,
@@ -251,6 +259,8 @@ class ControlPlane:
             "--root-ca-file", str(pki / "ca.crt"),
             "--use-service-account-credentials=false",
             "--controllers", CONTROLLERS,
+            "--node-monitor-grace-period", f"{NODE_MONITOR_GRACE_SECONDS}s",
+            "--node-monitor-period", f"{NODE_MONITOR_PERIOD_SECONDS}s",
         ], detach=self.config.detach)
         self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common], detach=self.config.detach)
         try:

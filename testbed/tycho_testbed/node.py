@@ -8,6 +8,17 @@ mount namespace (volumes bind-mounted at their mountPath, see :mod:`tycho_testbe
 Init containers run in order, each to completion, before the app containers, and status is
 reported with the kubelet's reasons (PodInitializing, Init CrashLoopBackOff, Initialized...).
 
+Heartbeats are a 1.20 kubelet's: the Node's status every 10 s and a Lease in kube-node-lease
+renewed every quarter of its duration, so that the real node-lifecycle controller marks the
+node Unknown and its pods not ready when the agent dies or hangs; the agent then writes its
+pods' status again even if, for it, nothing changed (as a kubelet's status manager does).
+
+Like a kubelet beside its container runtime, the agent survives its own kill -9: containers run
+in sessions of their own and outlive it, and an agent started again on the same state dir takes
+over the pods the API server still binds to the node (same network namespace and IP, same
+processes, restart counts and readiness), restarts by restartPolicy what ended meanwhile (with
+its real exit code), stops what was deleted meanwhile. A graceful stop (SIGTERM) stops every pod.
+
 What is simulated, explicitly:
 
 * images: there is no registry or container runtime. An image is "pulled" by finding it in the
@@ -22,7 +33,11 @@ What is simulated, explicitly:
 * back-off for crash loops, image pulls and volume set-up is shorter than a kubelet's
   (seconds, not minutes);
 * fsGroup is applied to persistentVolumeClaim volumes (host directories) as a kubelet applies
-  it to block and CSI volumes; a real kubelet does not for hostPath or NFS volumes.
+  it to block and CSI volumes; a real kubelet does not for hostPath or NFS volumes;
+* what a container runtime remembers for a kubelet is a record per pod in the state dir
+  (:class:`PodRecord`: address, pids with their start times, restart counts, states) and a
+  shell shim per container that stays its process's parent and writes its exit code
+  (:data:`SHIM`), as a containerd shim keeps it.
 
 It needs root (network and mount namespaces, switching user); it refuses to start otherwise.
 """
@@ -37,6 +52,7 @@ import json
 import logging
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -45,7 +61,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -60,6 +76,9 @@ NETWORK = ipaddress.ip_network("10.213.0.0/16")
 GATEWAY = "10.213.0.1"
 BACKOFF_START, BACKOFF_MAX = 1.0, 10.0
 HEARTBEAT_SECONDS = 10
+#: A kubelet's --node-lease-duration-seconds default; it renews its Lease every quarter of it.
+LEASE_SECONDS = 40
+LEASE_NAMESPACE = "kube-node-lease"
 #: Where pods' files live, like /var/lib/kubelet/pods on a real node.
 POD_ROOT = Path("/var/lib/tycho-testbed")
 
@@ -133,6 +152,11 @@ def create_pod_network(uid: str, ip: str) -> None:
     sh("ip", "-n", ns, "route", "add", "default", "via", GATEWAY)
 
 
+def pod_network_exists(uid: str) -> bool:
+    """The pod's network namespace is still there (an earlier run of the agent made it)."""
+    return (Path("/run/netns") / netns_name(uid)).exists()
+
+
 def delete_pod_network(uid: str) -> None:
     host_if = "vt" + hashlib.sha1(uid.encode()).hexdigest()[:11]
     sh("ip", "link", "del", host_if, check=False)
@@ -146,13 +170,144 @@ class ConfigError(Exception):
     """A container's configuration cannot be resolved (CreateContainerConfigError)."""
 
 
+# ------------------------------------------------------------------------------------ what outlives the agent
+
+#: The end of every container's start script. The shell stays as the container's shim: the
+#: parent of its process, it writes the process's exit code (128 + signal for a signal) to fd 9,
+#: opened before the pod's mounts hide the state dir. An agent restarted after a kill -9 is no
+#: longer the parent of what it started: this file is how it learns how a container ended while
+#: it was away, as a kubelet learns it from its container runtime. The shim waits through
+#: SIGTERM (its container's process gets it) and says nothing (no "Terminated" in the log).
+SHIM = ["set +e", "trap : TERM INT HUP", "exec 8>&2 2>/dev/null", '(exec 2>&8 8>&- 9>&-; exec "$@")',
+        "code=$?", "echo $code >&9", "exit $code"]
+
+
+def stamp(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def process_start_time(pid: int) -> Optional[int]:
+    """When a running process started (clock ticks after boot): with its pid, what tells it from
+    a later process given the same pid. None if no such process runs (gone, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on; the name may hold spaces
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+class AdoptedProcess:
+    """A container's shim started by an earlier run of this agent (killed with kill -9): not a
+    child of this agent, so watched through a pidfd, its exit code read from the shim's file.
+    Offers what the pod worker uses of ``subprocess.Popen``: ``pid``, ``poll()``, ``wait()``
+    (which returns None, not raises, when ``timeout`` passes)."""
+
+    def __init__(self, pid: int, start_time: Optional[int], exit_file: Path):
+        self.pid = pid
+        self.exit_file = exit_file
+        self.returncode: Optional[int] = None
+        self.finished_at: Optional[str] = None
+        self._lock = threading.Lock()
+        try:
+            self._pidfd: Optional[int] = os.pidfd_open(pid)
+        except OSError:
+            self._pidfd = None
+        # Compared once the pidfd is open: from then on it names the process that started then.
+        if self._pidfd is not None and (start_time is None or process_start_time(pid) != start_time):
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._pidfd is None:
+            self._finish()
+
+    def __del__(self):
+        if getattr(self, "_pidfd", None) is not None:
+            os.close(self._pidfd)
+
+    def _finish(self) -> None:
+        """The code the shim wrote, and when; 137 (killed) when the shim itself was killed."""
+        try:
+            code, finished = self.exit_file.read_text().strip(), self.exit_file.stat().st_mtime
+        except OSError:
+            code, finished = "", 0.0
+        self.returncode = int(code) if code.isdigit() else 137
+        self.finished_at = stamp(finished) if code.isdigit() else None
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        if self.returncode is None:
+            ended = select.poll()  # not select(): pidfds of many pods go past FD_SETSIZE
+            ended.register(self._pidfd, select.POLLIN)
+            if not ended.poll(None if timeout is None else timeout * 1000):
+                return None
+            with self._lock:
+                if self.returncode is None:
+                    self._finish()
+        return self.returncode
+
+    def poll(self) -> Optional[int]:
+        return self.wait(0)
+
+    def signal_group(self, signum: int) -> None:
+        """Signal the container's process group, unless its pid now names another process."""
+        if self.poll() is None or process_start_time(self.pid) is None:
+            try:
+                os.killpg(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """What a container runtime remembers of a container: its process (pid and start time), its
+    restart count, its state and the previous instance's end."""
+
+    pid: Optional[int]
+    pid_start: Optional[int]
+    restarts: int
+    state: dict
+    last_state: dict
+    started_at: Optional[str]
+    ready: bool
+    pulled: bool
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """What the agent needs to take a pod over after a kill -9 (``state.json`` in the pod's
+    directory of the state dir): a kubelet finds it in its container runtime (the sandbox and
+    its IP, the containers, their restart counts and exit codes) and its checkpoints."""
+
+    uid: str
+    namespace: str
+    name: str
+    ip: str
+    start_time: str
+    phase: str
+    grace_seconds: int
+    #: condition type -> [status, lastTransitionTime]
+    transitions: dict
+    containers: dict[str, ContainerRecord]
+
+    @classmethod
+    def load(cls, path: Path) -> "PodRecord":
+        data = json.loads(path.read_text())
+        return cls(**{**data, "containers": {name: ContainerRecord(**c) for name, c in data["containers"].items()}})
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
 @dataclass
 class ContainerRun:
     name: str
     spec: dict
     #: an init container: runs to completion, in order, before the app containers start.
     init: bool = False
+    #: a subprocess.Popen, or an AdoptedProcess after the agent's restart
     proc: Optional[subprocess.Popen] = None
+    #: its start time (see process_start_time), recorded with its pid
+    pid_start: Optional[int] = None
     state: dict = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: dict = field(default_factory=dict)
     restarts: int = 0
@@ -267,7 +422,7 @@ def expand(value: str, env: dict) -> str:
 class PodWorker(threading.Thread):
     """Runs one pod from binding to deletion, writing its status like a kubelet."""
 
-    def __init__(self, agent: "NodeAgent", pod: dict):
+    def __init__(self, agent: "NodeAgent", pod: dict, record: Optional[PodRecord] = None):
         super().__init__(daemon=True, name=f"pod-{pod['metadata']['name']}")
         self.agent = agent
         self.pod = pod
@@ -275,8 +430,8 @@ class PodWorker(threading.Thread):
         self.uid = meta["uid"]
         self.name = meta["name"]
         self.namespace = meta["namespace"]
-        # Logs and pid files in the state dir; the pod's own files (home, /tmp, volumes) where a
-        # kubelet keeps them, outside /tmp, because /tmp is replaced inside the pod.
+        # Logs, exit codes and the pod's record in the state dir; the pod's own files (home, /tmp,
+        # volumes) where a kubelet keeps them, outside /tmp, because /tmp is replaced inside the pod.
         self.logs = agent.state_dir / "pods" / f"{self.namespace}_{self.name}_{self.uid}"
         self.dir = POD_ROOT / agent.node / self.uid
         self.ip: Optional[str] = None
@@ -297,6 +452,15 @@ class PodWorker(threading.Thread):
         self.phase = "Pending"
         self.transitions: dict[str, tuple[str, str]] = {}
         self.last_status: Optional[str] = None
+        #: the conditions' statuses last written, and the resourceVersion that write made: to
+        #: notice a later writer (the node-lifecycle controller)
+        self.written_conditions: Optional[dict] = None
+        self.written_version = 0
+        #: a pod an earlier run of this agent ran, taken over (see _adopt)
+        self.record = record
+        self.saved: Optional[str] = None
+        if meta.get("deletionTimestamp"):
+            self.delete_requested.set()
 
     # -- helpers
 
@@ -315,6 +479,13 @@ class PodWorker(threading.Thread):
         self.pod = pod
         if pod["metadata"].get("deletionTimestamp"):
             self.delete_requested.set()
+        # The node-lifecycle controller marks the pods of a node it lost not ready: the status this
+        # agent writes must be written again, even unchanged, as a kubelet's status manager does.
+        if self.written_conditions is not None and int(pod["metadata"]["resourceVersion"]) > self.written_version:
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            if self.written_conditions != {c["type"]: c["status"] for c in conditions
+                                           if c["type"] in self.written_conditions}:
+                self.last_status = None
         self.wake.set()
 
     # -- the loop
@@ -332,14 +503,21 @@ class PodWorker(threading.Thread):
         (self.dir / "tmp").mkdir(exist_ok=True)
         os.chmod(self.dir / "tmp", 0o1777)
         self.ip = self.agent.allocate_ip(self.uid)
-        create_pod_network(self.uid, self.ip)
-        # Its NetworkPolicy filters before any container runs: never reachable unprotected.
+        sandbox = self.record is not None and pod_network_exists(self.uid)
+        if self.record is not None:
+            self._adopt(self.record, sandbox)
+        self._save()  # before the network: whatever has a network has a record
+        if not sandbox:
+            create_pod_network(self.uid, self.ip)
+        # Its NetworkPolicy filters before any container runs: never reachable unprotected. An
+        # adopted pod keeps its filters meanwhile; they are written again from today's policies.
         self.agent.netpol.protect(self.pod, self.ip, netns_name(self.uid), self.delete_requested)
         self.write_status()
         while not self.delete_requested.is_set():
             try:
                 self._step()
                 self.write_status()
+                self._save()
             except Exception as err:
                 # The API server away (restarting, unreachable): keep the containers running and
                 # try again, as a kubelet does; the status is written again once it answers.
@@ -350,6 +528,61 @@ class PodWorker(threading.Thread):
             self.wake.wait(timeout=self._next_wakeup())
             self.wake.clear()
         self._terminate()
+
+    def _adopt(self, record: PodRecord, sandbox: bool) -> None:
+        """Take over a pod that an earlier run of this agent (killed with kill -9) left running,
+        as a kubelet restarted beside its container runtime: same address, start time and
+        conditions' transition times; each container as it was, running on if its process runs
+        (the pid with the start time recorded), else ended with the code its shim wrote, then
+        restarted or not by restartPolicy, counted, in the next pass. Readiness is kept until a
+        probe says otherwise (a 1.20 kubelet shows not ready until its first probe:
+        kubernetes#100277). Without its network namespace the pod's sandbox is lost: what still
+        ran of it is killed, and restarted in a new one."""
+        self.start_time, self.phase = record.start_time, record.phase
+        self.transitions = {kind: (value[0], value[1]) for kind, value in record.transitions.items()}
+        running = []
+        for c in self.all_containers:
+            saved = record.containers.get(c.name)
+            if saved is None:
+                continue
+            c.restarts, c.state, c.last_state = saved.restarts, saved.state, saved.last_state
+            c.started_at, c.ready, c.pulled, c.pid_start = saved.started_at, saved.ready, saved.pulled, saved.pid_start
+            if saved.pid is None:
+                continue
+            c.proc = AdoptedProcess(saved.pid, saved.pid_start, self.logs / f"{c.name}.exit")
+            if c.proc.poll() is not None:
+                continue  # its end is noticed by the next pass
+            if not sandbox:
+                c.proc.signal_group(signal.SIGKILL)
+                c.proc.wait()
+                continue
+            self._wake_on_exit(c.proc)
+            c.next_probe = time.monotonic()
+            running.append(c.name)
+        log.info("pod %s/%s: taken over at %s, still running: %s", self.namespace, self.name, record.ip,
+                 ", ".join(running) or "nothing")
+
+    def _save(self) -> None:
+        """Write the pod's record (``state.json``) when it changed: a later run of the agent takes
+        the pod over from it."""
+        if self.agent.stopping.is_set():
+            return  # the pods are being stopped with the agent: nothing to take over
+        spec = self.pod["spec"]
+        containers = {c.name: ContainerRecord(pid=c.proc.pid if c.proc is not None else None, pid_start=c.pid_start,
+                                              restarts=c.restarts, state=c.state, last_state=c.last_state,
+                                              started_at=c.started_at, ready=c.ready, pulled=c.pulled)
+                      for c in self.all_containers}
+        grace = spec.get("terminationGracePeriodSeconds")
+        text = PodRecord(uid=self.uid, namespace=self.namespace, name=self.name, ip=self.ip, start_time=self.start_time,
+                         phase=self.phase, grace_seconds=30 if grace is None else int(grace),
+                         transitions={kind: list(value) for kind, value in self.transitions.items()},
+                         containers=containers).dump()
+        if text == self.saved:
+            return
+        path = self.logs / "state.json"
+        path.with_suffix(".tmp").write_text(text)
+        os.replace(path.with_suffix(".tmp"), path)
+        self.saved = text
 
     def _next_wakeup(self) -> float:
         if not self.volumes_ready:
@@ -366,6 +599,10 @@ class PodWorker(threading.Thread):
         to completion, then the app containers."""
         t = time.monotonic()
         if not self.volumes_ready and not self._set_up_volumes(t):
+            # Containers taken over after a restart run on meanwhile: watched, probed.
+            for c in self.all_containers:
+                if c.proc is not None:
+                    self._drive(c, t)
             return
         for c in self.init_containers:
             if c.succeeded:
@@ -407,7 +644,9 @@ class PodWorker(threading.Thread):
             self._start_container(c)
 
     def _exited(self, c: ContainerRun, code: int) -> None:
-        finished = now()
+        code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number, as runtimes report
+        # when a container that ended while the agent was away ended (its shim's exit file)
+        finished = getattr(c.proc, "finished_at", None) or now()
         terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                       "startedAt": c.started_at, "finishedAt": finished, "containerID": f"tycho://{self.uid}/{c.name}"}
         # A runtime tears down the whole container when its main process ends: background
@@ -462,10 +701,11 @@ class PodWorker(threading.Thread):
         env.setdefault("HOME", workdir if any(m.target == workdir for m in mounts) else str(self.dir / "home"))
         # The new mount namespace copies /run/netns, where every pod's network namespace is
         # bound: dropped here, or each container would keep all earlier pods' namespaces alive.
-        script = ["set -e", "umount -l /run/netns 2>/dev/null || true",
+        exit_file = self.logs / f"{c.name}.exit"
+        exit_file.unlink(missing_ok=True)
+        script = ["set -e", f"exec 9>{shlex.quote(str(exit_file))}", "umount -l /run/netns 2>/dev/null || true",
                   *program_overlays(entry, self.dir / "image" / c.name),
-                  *bind_script(mounts, self.dir / "mnt" / c.name), f"cd {shlex.quote(workdir)}",
-                  'exec "$@"']
+                  *bind_script(mounts, self.dir / "mnt" / c.name), f"cd {shlex.quote(workdir)}", *SHIM]
         drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}",
                 "--groups=" + ",".join(str(g) for g in groups) if groups else "--clear-groups",
                 "--inh-caps=-all", "--"] if uid != 0 else []
@@ -480,11 +720,12 @@ class PodWorker(threading.Thread):
             return
         finally:
             logfile.close()
-        (self.logs / f"{c.name}.pid").write_text(str(c.proc.pid))
+        c.pid_start = process_start_time(c.proc.pid)
         self._wake_on_exit(c.proc)
         c.started_at = now()
         c.state = {"running": {"startedAt": c.started_at}}
         c.ready = "readinessProbe" not in c.spec
+        self._save()  # its pid at once: a kill -9 of the agent from now on leaves it to take over
         probe = c.spec.get("readinessProbe") or {}
         c.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
         c.probe_ok = c.probe_fail = 0
@@ -694,8 +935,11 @@ class PodWorker(threading.Thread):
                                                    for c in status["conditions"]]}, sort_keys=True)
         if key == self.last_status:
             return
-        if self.agent.patch_status(self.namespace, self.name, {"status": status}):
+        written = self.agent.patch_status(self.namespace, self.name, {"status": status})
+        if written is not None:
             self.last_status = key
+            self.written_conditions = {c["type"]: c["status"] for c in status["conditions"]}
+            self.written_version = written
 
     # -- deletion
 
@@ -724,9 +968,13 @@ class PodWorker(threading.Thread):
         self.agent.netpol.release(self.uid)  # its filters go with its network namespace
         delete_pod_network(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
+        (self.logs / "state.json").unlink(missing_ok=True)  # nothing left to take over
 
 
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+def _signal_group(proc, signum: int) -> None:
+    if isinstance(proc, AdoptedProcess):
+        proc.signal_group(signum)
+        return
     try:
         os.killpg(proc.pid, signum)
     except ProcessLookupError:
@@ -740,7 +988,8 @@ class NodeAgent:
     """Registers a Node, runs the pods bound to it, and reports on them."""
 
     def __init__(self, kubeconfig: str, node: str, images: ImageTable, state_dir: Path,
-                 index: int = 1, qps: float = 100.0, cpu: str = "8", memory: str = "32Gi"):
+                 index: int = 1, qps: float = 100.0, cpu: str = "8", memory: str = "32Gi",
+                 lease_seconds: int = LEASE_SECONDS):
         from kubernetes import client, config
 
         if os.geteuid() != 0:
@@ -756,6 +1005,12 @@ class NodeAgent:
         cfg.connection_pool_maxsize = 32
         self.api = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
+        self.lease_seconds = lease_seconds
+        #: since when the Node has been reported Ready (its condition's lastTransitionTime)
+        self.ready_since: Optional[str] = None
+        #: pods an earlier run of this agent ran (their records), until taken over or torn down
+        self.records: dict[str, PodRecord] = {}
         self.limiter = RateLimiter(qps)
         self.workers: dict[str, PodWorker] = {}
         #: Pods whose worker tore them down: a queued MODIFIED event must not start them again.
@@ -790,19 +1045,20 @@ class NodeAgent:
         except Exception as err:  # events are best effort, as for a kubelet
             log.debug("event %s for %s failed: %s", reason, meta["name"], err)
 
-    def patch_status(self, namespace: str, name: str, body: dict) -> bool:
-        """Write a pod's status; False when it must be written again (the API server refused
-        it for now). A pod that no longer exists needs no status: True."""
+    def patch_status(self, namespace: str, name: str, body: dict) -> Optional[int]:
+        """Write a pod's status; the pod's resourceVersion it made, or None when it must be
+        written again (the API server refused it for now). A pod that no longer exists needs no
+        status: 0."""
         from kubernetes.client.rest import ApiException
 
         try:
-            self.call(self.core.patch_namespaced_pod_status, name, namespace, body)
+            pod = self.call(self.core.patch_namespaced_pod_status, name, namespace, body)
         except ApiException as err:
             if err.status == 404:
-                return True
+                return 0
             log.warning("status of %s/%s: %s", namespace, name, err.reason)
-            return False
-        return True
+            return None
+        return int(pod.metadata.resource_version)
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         from kubernetes import client
@@ -890,16 +1146,18 @@ class NodeAgent:
             if err.status != 409:
                 raise
         self.heartbeat()
-        node = self.call(self.core.read_node, self.node)
-        taints = [t for t in (node.spec.taints or []) if t.key != "node.kubernetes.io/not-ready"]
-        self.call(self.core.patch_node, self.node, {"spec": {"taints": [t.to_dict() for t in taints] or None}})
+        self.renew_lease()
 
     def heartbeat(self, ready: bool = True) -> None:
+        """Post the Node's status, its Ready condition's heartbeat included. Not rate limited: a
+        kubelet posts heartbeats through a client of their own, so busy pods never delay them."""
         stamp = now()
+        if ready and self.ready_since is None:
+            self.ready_since = stamp
         conditions = [{"type": "Ready", "status": "True" if ready else "False",
                        "reason": "KubeletReady" if ready else "KubeletStopped",
                        "message": "tycho test bed node agent" + (" is posting ready status" if ready else " stopped"),
-                       "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}]
+                       "lastHeartbeatTime": stamp, "lastTransitionTime": self.ready_since if ready else stamp}]
         for kind in ("MemoryPressure", "DiskPressure", "PIDPressure"):
             conditions.append({"type": kind, "status": "False", "reason": f"KubeletHasNo{kind}",
                                "lastHeartbeatTime": stamp, "lastTransitionTime": stamp})
@@ -909,7 +1167,7 @@ class NodeAgent:
                                "architecture": "amd64", "containerRuntimeVersion": "tycho://local-processes",
                                "osImage": "Debian (tycho test bed)", "kernelVersion": os.uname().release,
                                "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}}
-        self.call(self.core.patch_node_status, self.node, {"status": status})
+        self.core.patch_node_status(self.node, {"status": status})
 
     def _heartbeats(self) -> None:
         while not self.stopping.wait(HEARTBEAT_SECONDS):
@@ -917,6 +1175,34 @@ class NodeAgent:
                 self.heartbeat()
             except Exception as err:
                 log.warning("heartbeat failed: %s", err)
+
+    def renew_lease(self) -> None:
+        """Renew the Node's Lease (``kube-node-lease/<node>``, owned by the Node), creating it if
+        missing, as a kubelet does every quarter of its lease duration: the node-lifecycle
+        controller takes a node whose Lease and status have both stood still for its grace period
+        as lost (Ready Unknown, its pods not ready). Not rate limited, as heartbeats."""
+        from kubernetes.client.rest import ApiException
+
+        renewed = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        spec = {"holderIdentity": self.node, "leaseDurationSeconds": self.lease_seconds, "renewTime": renewed}
+        try:
+            self.coordination.patch_namespaced_lease(self.node, LEASE_NAMESPACE, {"spec": spec})
+            return
+        except ApiException as err:
+            if err.status != 404:
+                raise
+        node_uid = self.core.read_node(self.node).metadata.uid
+        owner = {"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": node_uid}
+        self.coordination.create_namespaced_lease(LEASE_NAMESPACE, {
+            "metadata": {"name": self.node, "namespace": LEASE_NAMESPACE, "ownerReferences": [owner]},
+            "spec": {**spec, "acquireTime": renewed}})
+
+    def _leases(self) -> None:
+        while not self.stopping.wait(self.lease_seconds / 4):
+            try:
+                self.renew_lease()
+            except Exception as err:
+                log.warning("lease renewal failed: %s", err)
 
     # -- preflight
 
@@ -932,20 +1218,60 @@ class NodeAgent:
 
     # -- main loop
 
-    def _reconcile_leftovers(self) -> None:
-        """Kill processes of pods from an earlier run of this agent (pid files in the state dir)."""
+    def _load_records(self) -> None:
+        """Read the records of the pods an earlier run of this agent left (it was killed): their
+        addresses are reserved now, the pods taken over or torn down once the API server has
+        listed this node's pods. Pod directories of an agent from before records existed hold
+        pid files instead: those processes are killed, their namespaces removed, as before."""
         pods_dir = self.state_dir / "pods"
         if not pods_dir.exists():
             return
+        for path in pods_dir.glob("*/state.json"):
+            try:
+                record = PodRecord.load(path)
+            except (OSError, ValueError, TypeError, KeyError) as err:
+                log.warning("%s: unreadable (%s); its pod is not taken over", path, err)
+                continue
+            self.records[record.uid] = record
+            self.ips[record.uid] = record.ip
         for pid_file in pods_dir.glob("*/*.pid"):
             try:
                 os.killpg(int(pid_file.read_text()), signal.SIGKILL)
             except (ProcessLookupError, ValueError, PermissionError):
                 pass
             pid_file.unlink(missing_ok=True)
-        for d in pods_dir.iterdir():
-            uid = d.name.rsplit("_", 1)[-1]
-            delete_pod_network(uid)
+            delete_pod_network(pid_file.parent.name.rsplit("_", 1)[-1])
+        if self.records:
+            log.info("%d pod(s) of an earlier run found; taken over once listed", len(self.records))
+
+    def _tear_down_orphans(self) -> None:
+        """Pods of an earlier run that the API server no longer has (deleted with no grace period
+        while the agent was away) are torn down, as a kubelet kills orphaned pods."""
+        with self.lock:
+            orphans, self.records = list(self.records.values()), {}
+        for record in orphans:
+            threading.Thread(target=self._tear_down, args=(record,), daemon=True,
+                             name=f"orphan-{record.name}").start()
+
+    def _tear_down(self, record: PodRecord) -> None:
+        logs = self.state_dir / "pods" / f"{record.namespace}_{record.name}_{record.uid}"
+        procs = [AdoptedProcess(c.pid, c.pid_start, logs / f"{name}.exit")
+                 for name, c in record.containers.items() if c.pid is not None]
+        running = [p for p in procs if p.poll() is None]
+        for proc in running:
+            proc.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + record.grace_seconds
+        while time.monotonic() < deadline and any(p.poll() is None for p in running):
+            time.sleep(0.05)
+        for proc in running:
+            proc.signal_group(signal.SIGKILL)
+            proc.wait()
+        delete_pod_network(record.uid)
+        shutil.rmtree(POD_ROOT / self.node / record.uid, ignore_errors=True)
+        (logs / "state.json").unlink(missing_ok=True)
+        self.release_ip(record.uid)
+        log.info("pod %s/%s: gone from the API server while the agent was away; torn down", record.namespace,
+                 record.name)
 
     def handle(self, kind: str, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
@@ -959,6 +1285,14 @@ class NodeAgent:
             if worker is None:
                 if uid in self.finished:
                     # A late event of a pod this agent already tore down: never run it again.
+                    return
+                record = self.records.pop(uid, None)
+                if record is not None:
+                    # Run by an earlier run of this agent: taken over, whatever its phase or
+                    # deletion (a deleted one is then stopped as any deletion).
+                    worker = PodWorker(self, pod, record)
+                    self.workers[uid] = worker
+                    worker.start()
                     return
                 if pod["metadata"].get("deletionTimestamp"):
                     # Being deleted, and nothing of it runs here (deleted before we ever started
@@ -981,9 +1315,10 @@ class NodeAgent:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.preflight()
         self.created_bridge = ensure_bridge()
-        self._reconcile_leftovers()
+        self._load_records()
         self.register()
         threading.Thread(target=self._heartbeats, daemon=True, name="heartbeat").start()
+        threading.Thread(target=self._leases, daemon=True, name="lease").start()
         self.netpol.start(self.stopping)  # policies, pods and namespaces listed before any pod runs
         log.info("node %s ready (pods on 10.213.%s.0/24)", self.node, self.index)
         selector = f"spec.nodeName={self.node}"
@@ -992,6 +1327,7 @@ class NodeAgent:
                 listing = self.call(self.core.list_pod_for_all_namespaces, field_selector=selector)
                 for pod in listing.items:
                     self.handle("ADDED", self.api.sanitize_for_serialization(pod))
+                self._tear_down_orphans()  # listed: what the API server no longer has
                 rv = listing.metadata.resource_version
                 w = watch.Watch()
                 for ev in w.stream(self.core.list_pod_for_all_namespaces, field_selector=selector,
@@ -1027,15 +1363,26 @@ class NodeAgent:
             sh("ip", "link", "del", BRIDGE, check=False)
 
 
+def _positive_seconds(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds of at least 1")
+    return int(text)
+
+
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of a user allowed to manage nodes and pods")
     parser.add_argument("--node", default="tycho-node-1", help="Node name (default: tycho-node-1)")
     parser.add_argument("--index", type=int, default=None,
                         help="node number 1-250: pod IPs are 10.213.INDEX.x (default: from the name's last number)")
     parser.add_argument("--images", help="image table YAML (default: the packaged default-images.yaml)")
-    parser.add_argument("--state-dir", required=True, help="directory for pod volumes, homes and logs")
+    parser.add_argument("--state-dir", required=True,
+                        help="directory for the pods' logs and records (a restarted agent takes its pods over "
+                             "from them)")
     parser.add_argument("--kube-api-qps", type=float, default=100.0,
                         help="the agent's API request rate limit (a kubelet's default is 5); 0: none")
+    parser.add_argument("--node-lease-duration-seconds", type=_positive_seconds, default=LEASE_SECONDS,
+                        help="the Node's Lease duration; renewed every quarter of it (default, as a kubelet's: "
+                             f"{LEASE_SECONDS})")
     parser.add_argument("--cpu", default="8", help="cpu capacity the Node reports")
     parser.add_argument("--memory", default="32Gi", help="memory capacity the Node reports")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -1051,7 +1398,8 @@ def run_node(args) -> int:
         m = re.search(r"(\d+)$", args.node)
         index = int(m.group(1)) if m else 1
     agent = NodeAgent(args.kubeconfig, args.node, ImageTable.load(args.images), Path(args.state_dir),
-                      index=index, qps=args.kube_api_qps, cpu=args.cpu, memory=args.memory)
+                      index=index, qps=args.kube_api_qps, cpu=args.cpu, memory=args.memory,
+                      lease_seconds=args.node_lease_duration_seconds)
 
     def on_signal(signum, frame):
         log.info("signal %s: shutting down", signum)
