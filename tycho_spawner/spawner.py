@@ -374,7 +374,8 @@ class TychoSpawner(KubeSpawner):
         current = self.__class__.reflectors.get(key)
         if current is not None and not replace:
             if not current.first_load_future.done():
-                await asyncio.shield(current.first_load_future)
+                # Whatever its outcome: a failed first list is replaced below.
+                await asyncio.wait([current.first_load_future])
             if not current.failed:
                 return current
         reflector = WakingPodReflector(
@@ -383,7 +384,9 @@ class TychoSpawner(KubeSpawner):
         )
         self.__class__.reflectors[key] = reflector
         try:
-            await reflector.start()
+            # Shielded: the start that lists first may be cancelled (a stop clicked during it);
+            # the cache it was filling is every other server's too, and its cleanup's.
+            await asyncio.shield(reflector.start())
         except ApiException as err:
             raise self._api_failure("watch pods", err) from None
         if current is not None:
@@ -643,13 +646,8 @@ class TychoSpawner(KubeSpawner):
         """
         await self._start_watching_pods()
         self._policy_created = False
-        try:
-            await _unread(
-                self.api.delete_namespaced_pod, self.pod_name, self.namespace, grace_period_seconds=grace_seconds
-            )
-        except ApiException as err:
-            if err.status != 404:
-                raise self._api_failure("delete pods", err) from None
+        deleted = {_uid(self._current_pod())}
+        await self._delete_pod(grace_seconds)
         if self.network_policy_enabled:
             try:
                 await _unread(self._networking_api.delete_namespaced_network_policy, self.pod_name, self.namespace)
@@ -657,11 +655,27 @@ class TychoSpawner(KubeSpawner):
                 if err.status != 404:
                     raise self._api_failure("delete networkpolicies", err) from None
         deadline = time.monotonic() + max(self.start_timeout, grace_seconds + 30)
-        while self._current_pod() is not None:
+        while (pod := self._current_pod()) is not None:
+            if _uid(pod) not in deleted and not pod["metadata"].get("deletionTimestamp"):
+                # Created after the delete above: a start cancelled (a stop clicked during it)
+                # while its create request was on its way. Waiting for it would wait forever.
+                self.log.info("%s: pod %s was created after its deletion (a start interrupted), deleting it",
+                              self._log_name, self._pod_key)
+                deleted.add(_uid(pod))
+                await self._delete_pod(grace_seconds)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"pod {self._pod_key} was not removed in time")
             await self._changed(remaining)
+
+    async def _delete_pod(self, grace_seconds: int) -> None:
+        try:
+            await _unread(
+                self.api.delete_namespaced_pod, self.pod_name, self.namespace, grace_period_seconds=grace_seconds
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise self._api_failure("delete pods", err) from None
 
     async def stop(self, now: bool = False) -> None:
         grace = 0 if now else self.delete_grace_period
@@ -795,6 +809,10 @@ class TychoSpawner(KubeSpawner):
         super().clear_state()
         self._selection = None
         self._start_recorded = False
+
+
+def _uid(pod: Optional[dict]) -> Optional[str]:
+    return ((pod or {}).get("metadata") or {}).get("uid")
 
 
 def _event_message(event: Any, pod: dict) -> str:

@@ -97,7 +97,7 @@ class WakingPodReflector(PodReflector):
         """Whether this cache is of no more use: its first list failed (it never filled), or
         its watch gave up retrying (it no longer follows the cluster)."""
         future = self.first_load_future
-        if future.done() and not future.cancelled() and future.exception() is not None:
+        if future.done() and (future.cancelled() or future.exception() is not None):
             return True
         return self.watch_task is not None and self.watch_task.done() and not self._stopping
 

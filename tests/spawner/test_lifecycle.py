@@ -286,3 +286,32 @@ async def test_a_leftover_pod_of_the_same_name_is_replaced(hub, control_plane):
     while spawner.pending or spawner.active:
         await asyncio.sleep(0.1)
     assert await _wait_gone(control_plane, hub, spawner) == []
+
+
+async def test_a_stop_during_the_first_pod_list_does_not_hang(hub, control_plane):
+    # A start cancelled (a stop clicked) while it was filling the hub's pod cache must not leave
+    # the cache half-made: the stop after it, and every other server's start, wait for that
+    # cache. (It did: the server stayed "pending spawn" for good; tests/faults/test_double_clicks.)
+    user = _user(hub, "early-stop")
+    spawner = user.spawners[""]
+    cls = type(spawner)
+    key = spawner._get_reflector_key("pods")
+    previous = cls.reflectors.pop(key, None)
+    if previous is not None:
+        await previous.stop()
+    first = asyncio.ensure_future(spawner._start_watching_pods())
+    await asyncio.sleep(0)  # it is listing
+    assert not first.done()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # A guard against hanging, not a timing goal: the list takes milliseconds.
+    await asyncio.wait_for(spawner.stop(now=True), 30)
+    assert not cls.reflectors[key].failed
+    assert (await _start(hub, user.name, "", {"profile": "base"})).status_code in (201, 202)
+    spawner = await wait_for_spawn(hub, user, "")
+    answer = await asyncio.to_thread(requests.get, _server_url(hub, spawner, "api/status"),
+                                     headers=auth_header(hub.db, user.name), timeout=30)
+    assert answer.status_code == 200
+    await _stop(hub, user.name, "")
+    assert await _wait_gone(control_plane, hub, spawner) == []
