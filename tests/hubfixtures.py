@@ -168,6 +168,7 @@ def labelled_objects(api_client, namespace, selector):
         [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
         + [s.metadata.name for s in core.list_namespaced_service(namespace, label_selector=selector).items]
         + [n.metadata.name for n in net.list_namespaced_network_policy(namespace, label_selector=selector).items]
+        + [s.metadata.name for s in core.list_namespaced_secret(namespace, label_selector=selector).items]
     )
 
 

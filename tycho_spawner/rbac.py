@@ -11,6 +11,9 @@ SPAWNER_ROLE_RULES = (
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
     # Progress messages come from the events of the server's own pod (and of its claim).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+    # Each server's hub token, in a Secret created before its pod, then owned by it (patch),
+    # deleted at stop. Never get, list or watch: the hub reads no Secret.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]},
     # Each server's NetworkPolicy, created before its pod and deleted with it; listed by
     # `tycho gc` (a hub service) to find those no server record owns.
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "create", "delete"]},

@@ -65,6 +65,9 @@ INTERNAL_CERTS_VOLUME = "jupyterhub-internal-certs"
 _FORBIDDEN_ACTION = re.compile(r'cannot (\w+) resource "([\w.]+)"')
 #: How often a start waiting for a user's claim looks at it again (claims change unwatched).
 CLAIM_CHECK_SECONDS = 1.0
+#: The variables JupyterHub puts the server's API token in, and its key in the server's Secret.
+TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+TOKEN_KEY = "token"
 
 
 class TychoSpawner(KubeSpawner):
@@ -174,6 +177,21 @@ class TychoSpawner(KubeSpawner):
 
         The default matches the hub and proxy pods of this project's chart and of
         zero-to-jupyterhub.
+        """,
+    )
+
+    hub_token_secret = Bool(
+        True,
+        config=True,
+        help="""
+        Give the server its hub API token from a Secret the pod owns (`secretKeyRef`), not as a
+        plain value in the pod.
+
+        A plain environment value can be read by anyone allowed to read pods in the namespace
+        (kubespawner #398); a Secret needs the right to read secrets, which the hub itself
+        never has (it creates, patches and deletes them only). The Secret is created just
+        before the pod, made owned by the pod once the pod exists (so Kubernetes removes it
+        with the pod), and deleted at stop. False: KubeSpawner's plain value.
         """,
     )
 
@@ -329,6 +347,11 @@ class TychoSpawner(KubeSpawner):
             if quantity:
                 env[name] = str(as_number(parse_quantity(quantity, "")))
         env["JUPYTER_IMAGE"] = env["JUPYTER_IMAGE_SPEC"] = served.image
+        if self.hub_token_secret:
+            token_ref = EnvSource(json.dumps({"secretKeyRef": {"name": self._token_secret_name, "key": TOKEN_KEY}}))
+            for name in TOKEN_ENV:
+                if name in env:
+                    env[name] = token_ref
         metadata = base_pod.get("metadata") or {}
         return Server(
             name=metadata.get("name") or self.pod_name,
@@ -418,6 +441,7 @@ class TychoSpawner(KubeSpawner):
     _tycho_server: Optional[Server] = None
     _start_deadline: Optional[float] = None
     _policy_created = False
+    _token_secret_created = False
 
     async def load_user_options(self):
         """The first step of KubeSpawner's start: the catalog entry replaces `profile_list`.
@@ -432,7 +456,7 @@ class TychoSpawner(KubeSpawner):
         except RenderError as err:
             raise self._render_failure(system, err) from None
         self._system = system
-        self._policy_created = False
+        self._policy_created = self._token_secret_created = False
         self._start_deadline = time.monotonic() + self.start_timeout
         self.log.info(
             "%s: starting %s (choices %s) as pod %s, port %s",
@@ -478,22 +502,26 @@ class TychoSpawner(KubeSpawner):
         return err
 
     async def _make_create_pod_request(self, pod, request_timeout):
-        """Create the NetworkPolicy, then the pod (KubeSpawner retries this until it returns True).
+        """Create the NetworkPolicy and the token's Secret, then the pod (KubeSpawner retries
+        this until it returns True).
 
         KubeSpawner's own version logs the whole pod, hub token included, on any refusal; here
         Kubernetes' refusal becomes a message for the user (quota, invalid pod, permissions).
         """
         if self.network_policy_enabled and not self._policy_created:
             await self._create_network_policy()
+        if self.hub_token_secret and not self._token_secret_created:
+            await self._create_token_secret(pod.metadata.labels)
         name = pod.metadata.name
         try:
-            await asyncio.wait_for(_unread(self.api.create_namespaced_pod, self.namespace, pod), request_timeout)
-            return True
+            created = await asyncio.wait_for(
+                _unread(self.api.create_namespaced_pod, self.namespace, pod), request_timeout
+            )
         except asyncio.TimeoutError:
             return False
         except ApiException as err:
             if err.status == 409:
-                # A pod of the same name from an earlier run: remove it (and its policy), then retry.
+                # A pod of the same name from an earlier run: remove it (and its objects), then retry.
                 self.log.warning("%s: pod %s already exists, deleting it first", self._log_name, name)
                 await self._remove_objects(grace_seconds=0)
                 return False
@@ -505,6 +533,49 @@ class TychoSpawner(KubeSpawner):
             if err.status == 422:
                 raise SpawnException(f"Kubernetes rejected the pod: {_api_message(err)}", reason="invalid") from None
             raise self._api_failure("create pods", err) from None
+        if self.hub_token_secret and created:
+            await self._own_token_secret(name, json.loads(created)["metadata"]["uid"])
+        return True
+
+    @property
+    def _token_secret_name(self) -> str:
+        return f"{self.pod_name}-hub-token"
+
+    async def _create_token_secret(self, labels: Optional[dict]) -> None:
+        """The Secret the pod reads its hub token from (see `hub_token_secret`)."""
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": self._token_secret_name, "namespace": self.namespace, "labels": dict(labels or {})},
+            "type": "Opaque",
+            "stringData": {TOKEN_KEY: self.api_token},
+        }
+        try:
+            await _unread(self.api.create_namespaced_secret, self.namespace, manifest)
+        except ApiException as err:
+            if err.status != 409:
+                raise self._api_failure("create secrets", err) from None
+            # Left over from a server whose pod was removed without it: replace it.
+            await self._delete_token_secret()
+            await _unread(self.api.create_namespaced_secret, self.namespace, manifest)
+        self._token_secret_created = True
+
+    async def _own_token_secret(self, pod_name: str, pod_uid: str) -> None:
+        """Make the pod the Secret's owner: Kubernetes then deletes the Secret with the pod, even
+        when something else than this spawner deletes the pod."""
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid}
+        patch = [{"op": "add", "path": "/metadata/ownerReferences", "value": [owner]}]
+        try:
+            await _unread(self.api.patch_namespaced_secret, self._token_secret_name, self.namespace, patch)
+        except ApiException as err:
+            raise self._api_failure("patch secrets", err) from None
+
+    async def _delete_token_secret(self) -> None:
+        try:
+            await _unread(self.api.delete_namespaced_secret, self._token_secret_name, self.namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise self._api_failure("delete secrets", err) from None
 
     @property
     def _networking_api(self):
@@ -645,7 +716,7 @@ class TychoSpawner(KubeSpawner):
         The user's claim stays: it holds their files (`delete_pvc` removes it with the user).
         """
         await self._start_watching_pods()
-        self._policy_created = False
+        self._policy_created = self._token_secret_created = False
         deleted = {_uid(self._current_pod())}
         await self._delete_pod(grace_seconds)
         if self.network_policy_enabled:
@@ -654,6 +725,9 @@ class TychoSpawner(KubeSpawner):
             except ApiException as err:
                 if err.status != 404:
                     raise self._api_failure("delete networkpolicies", err) from None
+        if self.hub_token_secret:
+            # Owned by the pod, but not if the hub stopped between creating both.
+            await self._delete_token_secret()
         deadline = time.monotonic() + max(self.start_timeout, grace_seconds + 30)
         while (pod := self._current_pod()) is not None:
             if _uid(pod) not in deleted and not pod["metadata"].get("deletionTimestamp"):
@@ -829,19 +903,21 @@ def _event_message(event: Any, pod: dict) -> str:
     return message or reason
 
 
-async def _unread(method: Any, *args: Any, **kwargs: Any) -> None:
-    """Call a create or delete whose answer nobody reads, without building model objects from
-    it (their timestamps' parsing was a fifth of a start's CPU); a refusal still raises
-    ApiException, as the client does when it reads the answer itself."""
+async def _unread(method: Any, *args: Any, **kwargs: Any) -> Optional[bytes]:
+    """Call a create, patch or delete without building model objects from its answer (their
+    timestamps' parsing was a fifth of a start's CPU): the raw JSON body is returned, for the
+    one field a caller may need. A refusal still raises ApiException, as the client does when
+    it reads the answer itself."""
     response = await method(*args, _preload_content=False, **kwargs)
     if not isinstance(response, ClientResponse):  # a client that preloads anyway
-        return
+        return None
     try:
         body = await response.read()
     finally:
         response.release()
     if not 200 <= response.status <= 299:
         raise ApiException(http_resp=RESTResponse(response, body))
+    return body
 
 
 class _JSONResponse:

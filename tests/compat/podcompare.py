@@ -104,6 +104,10 @@ OWNED = (
           + ("metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]",),
           "none (`KubeSpawner.pod_security_context` when a site sets it)", "none: the spawner's",
           "added: `RuntimeDefault` unless the site sets a profile"),
+    Owned("env `JUPYTERHUB_API_TOKEN`, `JPY_API_TOKEN`", _env("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"),
+          "none (KubeSpawner writes the token in the pod as a plain value)", "none: the spawner's",
+          "from a Secret the pod owns (`valueFrom.secretKeyRef`, `TychoSpawner.hub_token_secret`), "
+          "never in the pod"),
     Owned("labels `tycho-spawner/server`, `tycho-spawner/profile`",
           ("metadata.labels[tycho-spawner/server]", "metadata.labels[tycho-spawner/profile]"),
           "none", "the entry's key (`tycho-spawner/profile`); the pod's name (`tycho-spawner/server`)",

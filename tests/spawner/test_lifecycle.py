@@ -81,6 +81,16 @@ async def test_jupyter_profile_starts_answers_and_stops_clean(hub, control_plane
     )
     assert netpol.spec.pod_selector.match_labels.items() <= pod.metadata.labels.items()
     assert netpol.metadata.creation_timestamp <= pod.metadata.creation_timestamp
+    # The hub's token for the server is nowhere in the pod (anyone who may read pods could read
+    # it there): the pod reads it from a Secret it owns, which goes with it.
+    assert spawner.api_token not in json.dumps(client.ApiClient().sanitize_for_serialization(pod))
+    env = {e.name: e for e in pod.spec.containers[0].env}
+    for name in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
+        ref = env[name].value_from.secret_key_ref
+        assert (ref.name, ref.key) == (f"{spawner.pod_name}-hub-token", "token")
+    secret = core.read_namespaced_secret(f"{spawner.pod_name}-hub-token", spawner.namespace)
+    assert [(o.kind, o.name, o.uid) for o in secret.metadata.owner_references] == [
+        ("Pod", pod.metadata.name, pod.metadata.uid)]
     assert core.list_namespaced_service(spawner.namespace, label_selector=f"{SERVER_LABEL}={selector_value(spawner.pod_name)}").items == []
 
     # The server answers through the hub's proxy, to its owner's token.
