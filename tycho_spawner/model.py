@@ -10,6 +10,8 @@ error names the exact dotted path of the bad value.
 """
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -421,12 +423,217 @@ class GateOptions:
         return cls(keep_prefix=keep, prefix_header=header)
 
 
+#: The keys of zero-to-jupyterhub's ``singleuser.networkPolicy.egressAllowRules``, with the same
+#: meanings, so a site's values carry over as they are: each allows a server's outgoing
+#: connections to one kind of destination.
+EGRESS_ALLOW_RULES = (
+    "cloudMetadataServer",
+    "dnsPortsCloudMetadataServer",
+    "dnsPortsKubeSystemNamespace",
+    "dnsPortsPrivateIPs",
+    "nonPrivateIPs",
+    "privateIPs",
+)
+_PEER_FIELDS = ("ipBlock", "namespaceSelector", "podSelector")
+_PROTOCOLS = ("TCP", "UDP", "SCTP")
+_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+# Kubernetes' label syntax: an optional DNS-subdomain prefix, a name of at most 63 characters.
+_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# A named port (IANA service name): what a container's port may be called.
+_PORT_NAME_RE = re.compile(r"^(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def parse_egress_allow(data: Any, path: str) -> tuple[tuple[str, bool], ...]:
+    """The allowances a mapping sets (``{nonPrivateIPs: true, ...}``), in its order; a key set to
+    null is left to the level below (the site's setting, or the default)."""
+    if data is None:
+        return ()
+    _check_keys(data, path, EGRESS_ALLOW_RULES)
+    allowed = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise SpecError(f"{path}.{key}", f"must be true or false, got {value!r}")
+        allowed.append((key, value))
+    return tuple(allowed)
+
+
+def parse_egress_rules(data: Any, path: str) -> tuple[str, ...]:
+    """NetworkPolicy egress rules as Kubernetes writes them (``{to: [...], ports: [...]}``),
+    checked as the API server would, each kept as JSON (immutable, and passed on verbatim)."""
+    if data is None:
+        return ()
+    if not isinstance(data, (list, tuple)):
+        raise SpecError(path, f"expected a list of NetworkPolicy egress rules ({{to: [...], ports: [...]}}), "
+                              f"got {type(data).__name__}")
+    return tuple(json.dumps(_egress_rule(rule, f"{path}[{i}]"), sort_keys=True) for i, rule in enumerate(data))
+
+
+def _list(value: Any, path: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(path, f"expected a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _egress_rule(data: Any, path: str) -> dict:
+    _check_keys(data, path, ("to", "ports"))
+    rule: dict[str, Any] = {}
+    if data.get("to") is not None:
+        rule["to"] = [_peer(peer, f"{path}.to[{i}]") for i, peer in enumerate(_list(data["to"], f"{path}.to"))]
+    if data.get("ports") is not None:
+        rule["ports"] = [_policy_port(port, f"{path}.ports[{i}]")
+                         for i, port in enumerate(_list(data["ports"], f"{path}.ports"))]
+    return rule
+
+
+def _peer(data: Any, path: str) -> dict:
+    _check_keys(data, path, _PEER_FIELDS)
+    present = [key for key in _PEER_FIELDS if data.get(key) is not None]
+    if not present:
+        raise SpecError(path, "give an ipBlock, a podSelector or a namespaceSelector")
+    if "ipBlock" in present and len(present) > 1:
+        raise SpecError(path, "an ipBlock cannot be combined with a selector (give them as two peers)")
+    if "ipBlock" in present:
+        return {"ipBlock": _ip_block(data["ipBlock"], f"{path}.ipBlock")}
+    return {key: _label_selector(data[key], f"{path}.{key}") for key in present}
+
+
+def _cidr(value: Any, path: str):
+    if not isinstance(value, str) or "/" not in value:
+        raise SpecError(path, f"{value!r} is not a CIDR (address/prefix length, such as 10.0.0.0/8)")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise SpecError(path, f"{value!r} is not a CIDR (address/prefix length, such as 10.0.0.0/8)") from None
+
+
+def _ip_block(data: Any, path: str) -> dict:
+    _check_keys(data, path, ("cidr", "except"), required=("cidr",))
+    network = _cidr(data["cidr"], f"{path}.cidr")
+    block: dict[str, Any] = {"cidr": data["cidr"]}
+    if data.get("except") is not None:
+        excepted = []
+        for i, text in enumerate(_list(data["except"], f"{path}.except")):
+            part = _cidr(text, f"{path}.except[{i}]")
+            if part.version != network.version or not part.subnet_of(network) or part == network:
+                raise SpecError(f"{path}.except[{i}]", f"{text!r} is not a strict part of {data['cidr']!r}")
+            excepted.append(text)
+        block["except"] = excepted
+    return block
+
+
+def _label_key(key: Any, path: str) -> str:
+    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
+    if (not name or len(name) > 63 or not _LABEL_NAME_RE.match(name)
+            or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX_RE.match(prefix)))):
+        raise SpecError(path, f"{key!r} is not a label name")
+    return key
+
+
+def _label_value(value: Any, path: str) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not (value == "" or _LABEL_NAME_RE.match(value)):
+        raise SpecError(path, f"{value!r} is not a label value (a string of letters, digits, '-', '_', '.', at most 63)")
+    return value
+
+
+def _label_selector(data: Any, path: str) -> dict:
+    """A label selector (``matchLabels``, ``matchExpressions``); ``{}`` selects everything."""
+    _check_keys(data, path, ("matchLabels", "matchExpressions"))
+    selector: dict[str, Any] = {}
+    if data.get("matchLabels") is not None:
+        labels = data["matchLabels"]
+        _check_mapping(labels, f"{path}.matchLabels")
+        selector["matchLabels"] = {
+            _label_key(key, f"{path}.matchLabels.{key}"): _label_value(value, f"{path}.matchLabels.{key}")
+            for key, value in labels.items()
+        }
+    if data.get("matchExpressions") is not None:
+        expressions = []
+        for i, expression in enumerate(_list(data["matchExpressions"], f"{path}.matchExpressions")):
+            where = f"{path}.matchExpressions[{i}]"
+            _check_keys(expression, where, ("key", "operator", "values"), required=("key", "operator"))
+            operator = expression["operator"]
+            if operator not in _SELECTOR_OPERATORS:
+                raise SpecError(f"{where}.operator", f"{operator!r} is not one of: {', '.join(_SELECTOR_OPERATORS)}")
+            values = [_label_value(v, f"{where}.values[{j}]")
+                      for j, v in enumerate(_list(expression.get("values") or [], f"{where}.values"))]
+            if operator in ("In", "NotIn") and not values:
+                raise SpecError(f"{where}.values", f"{operator} needs at least one value")
+            if operator in ("Exists", "DoesNotExist") and values:
+                raise SpecError(f"{where}.values", f"{operator} takes no values")
+            entry = {"key": _label_key(expression["key"], f"{where}.key"), "operator": operator}
+            if values:
+                entry["values"] = values
+            expressions.append(entry)
+        selector["matchExpressions"] = expressions
+    return selector
+
+
+def _policy_port(data: Any, path: str) -> dict:
+    _check_keys(data, path, ("port", "protocol", "endPort"))
+    port: dict[str, Any] = {}
+    number = data.get("port")
+    if isinstance(number, str):
+        if len(number) > 15 or not _PORT_NAME_RE.match(number) or number.isdigit():
+            raise SpecError(f"{path}.port", f"{number!r} is neither a port number nor a port name")
+        port["port"] = number
+    elif number is not None:
+        port["port"] = _port(number, f"{path}.port")
+    protocol = data.get("protocol")
+    if protocol is not None:
+        if protocol not in _PROTOCOLS:
+            raise SpecError(f"{path}.protocol", f"{protocol!r} is not one of: {', '.join(_PROTOCOLS)}")
+        port["protocol"] = protocol
+    if data.get("endPort") is not None:
+        if not isinstance(port.get("port"), int):
+            raise SpecError(f"{path}.endPort", "needs a numbered port to start the range")
+        end = _port(data["endPort"], f"{path}.endPort")
+        if end < port["port"]:
+            raise SpecError(f"{path}.endPort", f"{end} is below the port {port['port']}")
+        port["endPort"] = end
+    return port
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where the app's server may connect to, over the site's own settings.
+
+    The site decides what every server may reach (``TychoSpawner.network_policy_egress_allow``
+    and ``network_policy_egress``); an entry whose app needs more (a database on the cluster's
+    network) or less (no internet) says so here, as the admin who writes both sees fit:
+    ``egress_allow`` keys replace the site's one by one, ``egress`` rules are added to the site's.
+    The rules are kept as JSON: they go into the NetworkPolicy as the admin wrote them.
+    """
+
+    egress_allow: tuple[tuple[str, bool], ...] = ()
+    egress: tuple[str, ...] = ()
+
+    FIELDS = ("egress_allow", "egress")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "Network":
+        if data is None:
+            return cls()
+        _check_keys(data, path, cls.FIELDS)
+        return cls(
+            egress_allow=parse_egress_allow(data.get("egress_allow"), f"{path}.egress_allow"),
+            egress=parse_egress_rules(data.get("egress"), f"{path}.egress"),
+        )
+
+    @property
+    def egress_rules(self) -> list[dict]:
+        return [json.loads(rule) for rule in self.egress]
+
+
 @dataclass(frozen=True)
 class System:
     """One launchable application.
 
     ``auth`` says who checks that a request comes from the server's owner: ``jupyter`` (the app
     does the hub's OAuth itself) or ``gate`` (tycho-gate sits in front; the app sees no token).
+    ``network`` is where its servers may connect beyond what the site allows every server.
     """
 
     name: str
@@ -437,8 +644,9 @@ class System:
     security: Security = field(default_factory=Security)
     gate: GateOptions = field(default_factory=GateOptions)
     home: Home = field(default_factory=Home)
+    network: Network = field(default_factory=Network)
 
-    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate", "home")
+    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate", "home", "network")
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "System":
@@ -513,6 +721,7 @@ class System:
             security=Security.from_dict(data.get("security"), f"{path}.security"),
             gate=_gate_options(data, auth, path),
             home=_home(data.get("home"), f"{path}.home", serve.container, by_name),
+            network=Network.from_dict(data.get("network"), f"{path}.network"),
         )
 
     def container(self, name: str) -> Container:

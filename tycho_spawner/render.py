@@ -15,12 +15,14 @@ Pure: the only files read are the templates of the environment the caller hands 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
 
 import jinja2
 import yaml
@@ -39,6 +41,23 @@ TEMPLATE_NAMES = ("pod.yaml.j2", "networkpolicy.yaml.j2")
 #: ``extra_container_config``...) stay on the app's container.
 APP_OWNED_FIELDS = ("name", "image", "command", "args", "ports", "env", "readinessProbe")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+#: What a server may connect to when the site says nothing: zero-to-jupyterhub 4.4.0's defaults
+#: of ``singleuser.networkPolicy.egressAllowRules``. DNS (port 53) and the internet, not the
+#: private ranges (the Kubernetes API, other users' pods, the cluster's services) nor the cloud
+#: metadata server; the hub's API is always allowed besides.
+DEFAULT_EGRESS_ALLOW = (
+    ("cloudMetadataServer", False),
+    ("dnsPortsCloudMetadataServer", True),
+    ("dnsPortsKubeSystemNamespace", True),
+    ("dnsPortsPrivateIPs", True),
+    ("nonPrivateIPs", True),
+    ("privateIPs", False),
+)
+#: RFC 1918's private ranges, as zero-to-jupyterhub's ``privateIPs`` and ``nonPrivateIPs`` mean them.
+PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+#: The cloud metadata server's address (zero-to-jupyterhub's ``singleuser.cloudMetadata.ip``).
+CLOUD_METADATA_IP = "169.254.169.254"
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,15 @@ class Server:
     #: The order KubeSpawner gave the site's and the hub's variables (it sorts them so that
     #: `$(VAR)` references resolve: Kubernetes expands only variables defined earlier).
     env_order: tuple[str, ...] = ()
-
+    #: What every server may connect to: the site's allowances (every key of
+    #: ``DEFAULT_EGRESS_ALLOW``) and its extra egress rules (JSON of each); a catalog entry's
+    #: ``network`` goes over them.
+    egress_allow: tuple[tuple[str, bool], ...] = DEFAULT_EGRESS_ALLOW
+    egress: tuple[str, ...] = ()
+    #: The hub's pods (their labels) and the port its API listens on there: every server may
+    #: connect to it (``JUPYTERHUB_API_URL`` names a Service of those pods, or their address).
+    hub_selector: tuple[tuple[str, str], ...] = (("component", "hub"),)
+    hub_port: int = 8081
 
 
 @dataclass(frozen=True)
@@ -290,8 +317,33 @@ def render_pod_parts(system: System, server: Server, env: jinja2.Environment) ->
     )
 
 
+def hub_address(server: Server) -> Optional[tuple[str, int]]:
+    """The hub's API as a CIDR of one address and a port, when the URL the server is given
+    (``JUPYTERHUB_API_URL``) names an address rather than a Service: a hub outside the cluster
+    (on a laptop beside minikube, on the test bed's host), which no pod selector matches."""
+    url = dict(server.hub_env).get("JUPYTERHUB_API_URL")
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_unspecified:
+        return None
+    return f"{address}/{address.max_prefixlen}", port
+
+
+def egress_allowances(system: System, server: Server) -> dict[str, bool]:
+    """The site's allowances with the entry's on top, key by key."""
+    return {**dict(DEFAULT_EGRESS_ALLOW), **dict(server.egress_allow), **dict(system.network.egress_allow)}
+
+
 def render_network_policy(system: System, server: Server, env: jinja2.Environment) -> dict:
-    """The server's NetworkPolicy: only the hub and proxy pods reach the one served port."""
+    """The server's NetworkPolicy: only the hub and proxy pods reach the one served port, and
+    the server reaches only its hub's API and what the site and the entry allow."""
+    address = hub_address(server)
     manifest = _load(
         env,
         "networkpolicy.yaml.j2",
@@ -302,6 +354,16 @@ def render_network_policy(system: System, server: Server, env: jinja2.Environmen
             "selector": {SERVER_LABEL: selector_value(server.name)},
             "port": public_port(system, server.gate),
             "port_name": SERVER_PORT_NAME,
+            "hub": {
+                "selector": dict(server.hub_selector),
+                "port": server.hub_port,
+                "address": address[0] if address else None,
+                "address_port": address[1] if address else None,
+            },
+            "egress_allow": egress_allowances(system, server),
+            "egress_rules": [json.loads(rule) for rule in server.egress] + system.network.egress_rules,
+            "private_cidrs": list(PRIVATE_CIDRS),
+            "cloud_metadata_cidr": f"{CLOUD_METADATA_IP}/32",
         },
     )
     if not isinstance(manifest, dict) or manifest.get("kind") != "NetworkPolicy":

@@ -41,11 +41,12 @@ from traitlets import Bool, Dict, Integer, List, Unicode, default
 from . import podstatus
 from .catalog_files import load_catalog
 from .compat import SpawnException
-from .errors import CatalogError, OptionsError, RenderError, shown
+from .errors import CatalogError, OptionsError, RenderError, SpecError, shown
 from .form import render_form
-from .model import System, parse_quantity
+from .model import System, parse_egress_allow, parse_egress_rules, parse_quantity
 from .profiles import Catalog, Selection
 from .render import (
+    DEFAULT_EGRESS_ALLOW,
     EnvSource,
     GateSettings,
     Server,
@@ -180,6 +181,53 @@ class TychoSpawner(KubeSpawner):
         """,
     )
 
+    network_policy_egress_allow = Dict(
+        default_value=dict(DEFAULT_EGRESS_ALLOW),
+        config=True,
+        help="""
+        Where a user's server may connect to, besides its hub's API (always allowed): the keys
+        and meanings of zero-to-jupyterhub's `singleuser.networkPolicy.egressAllowRules`, each
+        true or false; keys left out keep their default.
+
+        - `nonPrivateIPs` (true): any address but the private ranges (10.0.0.0/8, 172.16.0.0/12,
+          192.168.0.0/16) and the cloud metadata server: the internet, not the Kubernetes API,
+          other users' pods or the cluster's services;
+        - `privateIPs` (false): the private ranges (all of the above);
+        - `cloudMetadataServer` (false): 169.254.169.254, which hands out the node's cloud
+          credentials;
+        - `dnsPortsKubeSystemNamespace`, `dnsPortsPrivateIPs`, `dnsPortsCloudMetadataServer`
+          (true): port 53 (DNS) of pods in kube-system, of the private ranges, of the metadata
+          server (GKE's DNS).
+
+        A catalog entry's `system.network.egress_allow` replaces keys of this one for its
+        servers; policies add up, so another NetworkPolicy selecting the pods can allow more.
+        """,
+    )
+
+    network_policy_egress = List(
+        Dict(),
+        config=True,
+        help="""
+        More egress rules for every server's NetworkPolicy, as Kubernetes writes them
+        (`{"to": [...], "ports": [...]}`; zero-to-jupyterhub's `singleuser.networkPolicy.egress`):
+        a database on the cluster's network, a proxy of the site... A catalog entry's
+        `system.network.egress` rules are added to these for its servers.
+        """,
+    )
+
+    network_policy_hub_selector = Dict(
+        default_value={"component": "hub"},
+        config=True,
+        help="""
+        Labels of the hub's pods, which every server may connect to on the port the hub's
+        API listens on (a server needs the hub's API to log users in and report activity).
+
+        The default matches the hub pod of this project's chart and of zero-to-jupyterhub. A
+        hub outside the cluster is reached at the address in its `hub_connect_url` when that
+        is an IP address.
+        """,
+    )
+
     hub_token_secret = Bool(
         True,
         config=True,
@@ -267,6 +315,11 @@ class TychoSpawner(KubeSpawner):
             catalog = probe.tycho_catalog
         except CatalogError as err:
             print(f"tycho_spawner: the catalog is invalid: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        try:
+            probe._site_egress()
+        except SpecError as err:
+            print(f"tycho_spawner: a setting is invalid: {err}", file=sys.stderr)
             raise SystemExit(1) from None
         logger = log or probe.log
         reported = _REPORTED.setdefault(logger, set())
@@ -366,7 +419,37 @@ class TychoSpawner(KubeSpawner):
             home_mount_path=self.home_mount_path,
             auth_volumes=(INTERNAL_CERTS_VOLUME,) if self.internal_ssl else (),
             env_order=tuple(env),
+            **self._egress_context(),
         )
+
+    def _site_egress(self) -> dict:
+        """The site's egress settings, checked (a SpecError names the bad setting's key)."""
+        allow = {**dict(DEFAULT_EGRESS_ALLOW),
+                 **dict(parse_egress_allow(self.network_policy_egress_allow, "TychoSpawner.network_policy_egress_allow"))}
+        selector = self.network_policy_hub_selector
+        if not selector:
+            # An empty selector is every pod of the namespace: other users' servers included.
+            raise SpecError("TychoSpawner.network_policy_hub_selector", "name at least one label of the hub's pods")
+        for key, value in selector.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise SpecError(f"TychoSpawner.network_policy_hub_selector.{key}", "labels and values must be strings")
+        return {
+            "egress_allow": tuple(allow.items()),
+            "egress": parse_egress_rules(self.network_policy_egress, "TychoSpawner.network_policy_egress"),
+            "hub_selector": tuple(sorted(selector.items())),
+        }
+
+    def _egress_context(self) -> dict:
+        """The Server fields of the egress half of the server's NetworkPolicy."""
+        try:
+            context = self._site_egress()
+        except SpecError as err:
+            self.log.error("%s: invalid setting %s", self._log_name, err)
+            raise SpawnException(f"The hub's NetworkPolicy settings are invalid: {err}", reason="render") from None
+        hub = getattr(self, "hub", None)
+        # The port the hub binds is the one its pod receives on, whatever Service port is in front.
+        context["hub_port"] = getattr(hub, "port", None) or 8081
+        return context
 
     async def get_pod_manifest(self):
         """KubeSpawner's pod (every site setting applied), with the catalog entry in it.

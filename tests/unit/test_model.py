@@ -164,7 +164,7 @@ def test_gpus_are_a_small_whole_number(gpus):
 @pytest.mark.parametrize(
     "mutate, path, allowed",
     [
-        (lambda d: d.update(containerz={}), PATH + ".containerz", "containers, serve, auth, volumes, security, gate, home"),
+        (lambda d: d.update(containerz={}), PATH + ".containerz", "containers, serve, auth, volumes, security, gate, home, network"),
         (
             lambda d: d["containers"]["app"].update(imagePullPolicy="Always"),
             PATH + ".containers.app.imagePullPolicy",

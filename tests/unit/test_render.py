@@ -339,7 +339,7 @@ def test_network_policy_is_not_owned_it_exists_before_the_pod():
 def test_network_policy_admits_only_hub_and_proxy_on_the_served_port(key, port):
     policy = render_network_policy(system_of(key), server(), template_environment())
     assert policy["apiVersion"] == "networking.k8s.io/v1"
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"] == [
         {
             "from": [
@@ -364,6 +364,149 @@ def test_network_policy_peers_are_configurable():
         {"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}},
         {"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}},
     ]
+
+
+# --------------------------------------------------------------------------- egress
+
+
+def reaches(policy: dict, address: str, port: int, protocol: str = "TCP") -> bool:
+    """Whether the policy's egress rules let a connection to an address (not a pod selected by
+    label) through, as Kubernetes reads them: any rule whose peers and ports both match."""
+    import ipaddress
+
+    target = ipaddress.ip_address(address)
+
+    def peer_matches(peer):
+        block = peer.get("ipBlock")
+        if block is None:
+            return False
+        inside = target in ipaddress.ip_network(block["cidr"], strict=False)
+        return inside and not any(target in ipaddress.ip_network(c, strict=False) for c in block.get("except", []))
+
+    def port_matches(entry):
+        number, end = entry.get("port"), entry.get("endPort")
+        if entry.get("protocol", "TCP") != protocol:
+            return False
+        return number is None or number == port or (end is not None and number <= port <= end)
+
+    assert "Egress" in policy["spec"]["policyTypes"]
+    return any(
+        (not rule.get("to") or any(peer_matches(p) for p in rule["to"]))
+        and (not rule.get("ports") or any(port_matches(p) for p in rule["ports"]))
+        for rule in policy["spec"].get("egress") or []
+    )
+
+
+INTERNET, METADATA = "203.0.113.10", "169.254.169.254"
+#: Addresses a server must not reach by default: the kubernetes Service, an API server on a
+#: node's private address, another user's pod, anything on the private ranges.
+PRIVATE = ("10.96.0.1", "10.255.255.1", "10.213.1.7", "172.16.3.4", "192.168.49.2")
+
+
+def egress_entry(network: dict) -> System:
+    """A one-container app whose entry sets `system.network`."""
+    catalog = parse_catalog({"lab": {"system": {
+        "serve": {"container": "app", "port": 8888},
+        "containers": {"app": {"image": "python:3.11", "ports": {"http": 8888}}},
+        "network": network,
+    }}})
+    return catalog.select({}).system()
+
+
+def test_by_default_a_server_reaches_dns_the_hub_and_the_internet_only():
+    policy = render_network_policy(system_of("base"), server(), template_environment())
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    egress = policy["spec"]["egress"]
+    # The hub's API, on its pods (JUPYTERHUB_API_URL names the hub's Service here).
+    assert egress[0] == {"to": [{"podSelector": {"matchLabels": {"component": "hub"}}}],
+                         "ports": [{"port": 8081, "protocol": "TCP"}]}
+    assert reaches(policy, INTERNET, 443) and reaches(policy, "8.8.8.8", 80)
+    for address in (METADATA, *PRIVATE):
+        assert not reaches(policy, address, 443), address
+        assert not reaches(policy, address, 80), address
+    # DNS, wherever the cluster runs it (kube-system, a private address, GKE's metadata server)
+    for address in ("10.96.0.10", "192.168.0.53", METADATA):
+        assert reaches(policy, address, 53, "UDP") and reaches(policy, address, 53, "TCP"), address
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}} in egress[1]["to"]
+
+
+def test_a_hub_outside_the_cluster_is_reached_at_the_address_in_its_url():
+    hub_env = dict(HUB_ENV, JUPYTERHUB_API_URL="http://192.168.49.1:8081/hub/api")
+    policy = render_network_policy(system_of("base"), server(hub_env=tuple(hub_env.items())), template_environment())
+    assert reaches(policy, "192.168.49.1", 8081)
+    assert not reaches(policy, "192.168.49.1", 22) and not reaches(policy, "192.168.49.2", 8081)
+    # A name (a Service, or a host name) or loopback (the pod's own) adds no address.
+    default = render_network_policy(system_of("base"), server(), template_environment())
+    for url in ("http://127.0.0.1:8081/hub/api", "http://hub.example.org:8081/hub/api"):
+        hub_env = dict(HUB_ENV, JUPYTERHUB_API_URL=url)
+        policy = render_network_policy(system_of("base"), server(hub_env=tuple(hub_env.items())),
+                                       template_environment())
+        assert policy["spec"]["egress"] == default["spec"]["egress"], url
+
+
+def test_the_hub_pods_labels_and_port_are_the_sites():
+    policy = render_network_policy(
+        system_of("base"), server(hub_selector=(("app.kubernetes.io/instance", "tycho"), ("component", "hub")),
+                                  hub_port=9000),
+        template_environment())
+    assert policy["spec"]["egress"][0] == {
+        "to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "tycho", "component": "hub"}}}],
+        "ports": [{"port": 9000, "protocol": "TCP"}],
+    }
+
+
+def test_the_site_widens_or_narrows_every_server():
+    lab = server(egress_allow=(("privateIPs", True), ("cloudMetadataServer", True)))
+    policy = render_network_policy(system_of("base"), lab, template_environment())
+    assert all(reaches(policy, a, 5432) for a in (METADATA, *PRIVATE, INTERNET))
+    offline = server(egress_allow=(("nonPrivateIPs", False), ("dnsPortsPrivateIPs", False),
+                                   ("dnsPortsCloudMetadataServer", False), ("dnsPortsKubeSystemNamespace", False)))
+    policy = render_network_policy(system_of("base"), offline, template_environment())
+    assert not any(reaches(policy, a, p) for a in (METADATA, *PRIVATE, INTERNET) for p in (53, 443))
+    assert len(policy["spec"]["egress"]) == 1  # the hub's API only
+
+
+def test_the_sites_extra_rules_come_after_the_allowances():
+    import json
+
+    rule = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 5432, "protocol": "TCP"}]}
+    policy = render_network_policy(system_of("base"), server(egress=(json.dumps(rule),)), template_environment())
+    assert policy["spec"]["egress"][-1] == rule
+    assert reaches(policy, "10.20.3.4", 5432) and not reaches(policy, "10.20.3.4", 22)
+
+
+def test_an_entry_allows_more_or_less_than_the_site():
+    widened = egress_entry({"egress_allow": {"privateIPs": True}})
+    policy = render_network_policy(widened, server(), template_environment())
+    assert all(reaches(policy, a, 8888) for a in PRIVATE) and not reaches(policy, METADATA, 80)
+    # The site's keys the entry does not set still apply.
+    assert reaches(policy, INTERNET, 443)
+    narrowed = egress_entry({"egress_allow": {"nonPrivateIPs": False}})
+    site = server(egress_allow=(("nonPrivateIPs", True), ("privateIPs", True)))
+    policy = render_network_policy(narrowed, site, template_environment())
+    assert not reaches(policy, INTERNET, 443) and reaches(policy, "10.96.0.1", 443)
+
+
+def test_an_entrys_rules_are_added_to_the_sites():
+    import json
+
+    site_rule = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 5432}]}
+    entry_rule = {"to": [{"podSelector": {"matchLabels": {"app": "postgres"}}}], "ports": [{"port": "pg"}]}
+    system = egress_entry({"egress": [entry_rule]})
+    policy = render_network_policy(system, server(egress=(json.dumps(site_rule),)), template_environment())
+    assert policy["spec"]["egress"][-2:] == [site_rule, entry_rule]
+
+
+def test_a_choice_can_open_the_private_network():
+    catalog = parse_catalog({"lab": {
+        "choices": {"network": {"options": {"internet": {}, "cluster": {"set": {"network.egress_allow.privateIPs": True}}}}},
+        "system": {"serve": {"container": "app", "port": 8888},
+                   "containers": {"app": {"image": "python:3.11", "ports": {"http": 8888}}}},
+    }})
+    env = template_environment()
+    internet = render_network_policy(catalog.select({}).system(), server(), env)
+    cluster = render_network_policy(catalog.select({"choices": {"network": "cluster"}}).system(), server(), env)
+    assert not reaches(internet, "10.96.0.1", 443) and reaches(cluster, "10.96.0.1", 443)
 
 
 # --------------------------------------------------------------------------- security context
@@ -592,17 +735,17 @@ def test_admin_template_directory_overrides_one_template(tmp_path):
         "  annotations: {site-template: 'yes'}\n"
         "spec:\n"
         "  podSelector: {matchLabels: {{ selector }}}\n"
-        "  policyTypes: [Ingress, Egress]\n"
+        "  policyTypes: [Ingress]\n"
         "  ingress: [{ports: [{port: {{ port }}}]}]\n"
     )
     env = template_environment(str(tmp_path))
     policy = render_network_policy(system_of("base"), server(), env)
-    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["metadata"]["annotations"] == {"site-template": "yes"}
     # the other templates are still the packaged ones
     assert render_pod(system_of("base"), server(), env)["spec"]["containers"][0]["name"] == "notebook"
     packaged = render_network_policy(system_of("base"), server(), template_environment())
-    assert packaged["spec"]["policyTypes"] == ["Ingress"]
+    assert packaged["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
 @pytest.mark.parametrize(

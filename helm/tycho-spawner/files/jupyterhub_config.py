@@ -36,12 +36,17 @@ c.TychoSpawner.namespace = os.environ.get("POD_NAMESPACE", chart["namespace"])
 c.TychoSpawner.catalog = values["catalog"]
 c.TychoSpawner.start_timeout = singleuser["startTimeout"]
 c.TychoSpawner.http_timeout = singleuser["httpTimeout"]
-c.TychoSpawner.network_policy_enabled = singleuser["networkPolicy"]
-# Only this release's hub and proxy may connect to its users' servers.
+network_policy = singleuser["networkPolicy"]
+c.TychoSpawner.network_policy_enabled = network_policy["enabled"]
+# Only this release's hub and proxy may connect to its users' servers; the servers may connect
+# to this release's hub (its API) and where the values allow.
 c.TychoSpawner.network_policy_ingress_from = [
     {"component": "hub", "app.kubernetes.io/instance": release},
     {"component": "proxy", "app.kubernetes.io/instance": release},
 ]
+c.TychoSpawner.network_policy_hub_selector = {"component": "hub", "app.kubernetes.io/instance": release}
+c.TychoSpawner.network_policy_egress_allow = network_policy["egressAllowRules"]
+c.TychoSpawner.network_policy_egress = network_policy["egress"]
 c.TychoSpawner.gate_image = singleuser["gate"]["image"]
 c.TychoSpawner.gate_port = singleuser["gate"]["port"]
 
