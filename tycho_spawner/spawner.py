@@ -548,10 +548,12 @@ class TychoSpawner(KubeSpawner):
 
     async def _start(self):
         started = time.perf_counter()
+        self._start_failed = False
         try:
             url = await super()._start()
         except BaseException as err:
             # Whatever went wrong, leave nothing behind: the user's next try starts clean.
+            self._start_failed = True
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
             try:
                 await asyncio.shield(self._remove_objects(grace_seconds=0))
@@ -834,16 +836,45 @@ class TychoSpawner(KubeSpawner):
             if err.status != 404:
                 raise self._api_failure("delete pods", err) from None
 
+    #: Whether the last start failed: JupyterHub then stops the server at once, and the user is
+    #: waiting for that to answer them (see stop).
+    _start_failed = False
+
     async def stop(self, now: bool = False) -> None:
         grace = 0 if now else self.delete_grace_period
         self.log.info("%s: stopping pod %s (grace %ss)", self._log_name, self._pod_key, grace)
-        try:
-            await self._remove_objects(grace_seconds=grace)
-        except UNREACHABLE_ERRORS as err:
-            # JupyterHub forgets the server whether or not this raises; raising would only add a
-            # traceback. The pod, if it runs, is replaced by this server's next start (same name).
-            self.log.error("%s: pod %s not deleted: the cluster's API is not reachable (%s)",
-                           self._log_name, self._pod_key, err)
+        # JupyterHub forgets the server when this returns, raising or not: an API server away
+        # for a restart must not leave the pod running with nobody to stop it. Tried again
+        # until it answers, for as long as a start may take (the server shows "pending stop"),
+        # except after a failed start, whose own cleanup tried already and whose user waits.
+        limit = max(self.start_timeout, grace + 30)
+        deadline, pause, error = time.monotonic() + limit, 0.5, None
+        while True:
+            try:
+                # Bounded: a hung API server (no answer, no refusal) would hold the stop for good.
+                await asyncio.wait_for(self._remove_objects(grace_seconds=grace), deadline - time.monotonic())
+                break
+            except UNREACHABLE_ERRORS as err:
+                if self._start_failed:
+                    self.log.error("%s: pod %s not deleted: the cluster's API is not reachable (%s); this "
+                                   "server's next start replaces it, tycho gc removes it otherwise",
+                                   self._log_name, self._pod_key, err)
+                    return
+                if error is None:
+                    self.log.warning("%s: pod %s not deleted yet: the cluster's API is not reachable (%s); "
+                                     "trying again for up to %s s", self._log_name, self._pod_key, err, limit)
+                error = err
+            except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
+                error = str(err) or "the cluster's API did not answer"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.log.error("%s: pod %s not deleted within %s s (%s); this server's next start replaces "
+                               "it, tycho gc removes it otherwise", self._log_name, self._pod_key, limit, error)
+                return
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(2 * pause, 5)
+        if error is not None:
+            self.log.info("%s: pod %s deleted once the cluster's API answered", self._log_name, self._pod_key)
 
     async def poll(self) -> Optional[int]:
         try:

@@ -8,9 +8,33 @@ only notifies the tasks waiting on a pod the moment the watch delivers a change 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from typing import Optional
 
+from aiohttp import ClientError
+from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.spawner import PodReflector
+from traitlets import default
+
+#: What a list or watch meets while the API server is away or restarting: a connection refused
+#: or cut, no answer in time, an answer it cannot use yet (410 Gone, 5xx while it starts).
+EXPECTED_WATCH_ERRORS = (ClientError, OSError, asyncio.TimeoutError, ApiException)
+
+
+class _OneLineErrors(logging.LoggerAdapter):
+    """The base class logs every failed list or watch with a traceback (``log.exception``), a
+    dozen per API server restart; those expected errors are one line each, the error at its end."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs):
+        err = sys.exc_info()[1]
+        if not isinstance(err, EXPECTED_WATCH_ERRORS):
+            return super().exception(msg, *args, exc_info=exc_info, **kwargs)
+        if isinstance(err, ApiException):
+            why = f"{err.status} {err.reason}"
+        else:
+            why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        self.error("%s (%s)", msg % args if args else msg, why.replace("\n", " "), **kwargs)
 
 
 class _NotifyingDict(dict):
@@ -32,6 +56,10 @@ class _NotifyingDict(dict):
 
 class WakingPodReflector(PodReflector):
     """PodReflector whose readers can ``await changed(key)`` instead of polling."""
+
+    @default("log")
+    def _one_line_errors_log(self):
+        return _OneLineErrors(self.parent.log if self.parent is not None else logging.getLogger(__name__), {})
 
     def __init__(self, *args, **kwargs):
         self._waiters: dict[Optional[str], set[asyncio.Future]] = {}

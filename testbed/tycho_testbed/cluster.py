@@ -326,6 +326,45 @@ class ControlPlane:
             out[name] = {"pid": pid, "running": bool(pid) and _alive(pid, None)}
         return out
 
+    # ---------------------------------------------------------------- faults (tests only)
+
+    def freeze_api_server(self) -> None:
+        """SIGSTOP kube-apiserver: connections still open, nothing answers (a hung API server).
+        The caller must :meth:`thaw_api_server` it: the control plane is shared."""
+        os.kill(self._pid("kube-apiserver"), signal.SIGSTOP)
+
+    def thaw_api_server(self, timeout: float = 60) -> None:
+        """SIGCONT kube-apiserver and wait until it is ready again."""
+        os.kill(self._pid("kube-apiserver"), signal.SIGCONT)
+        self._wait_ready(timeout)
+
+    def stop_api_server(self, grace: float = 30) -> list:
+        """SIGTERM kube-apiserver and SIGKILL it if it has not exited after ``grace`` seconds, as
+        a kubelet does (it stops listening at once, then drains its watches for up to 60 s).
+        Returns its command line for :meth:`start_api_server`."""
+        pid, proc = self._pid("kube-apiserver"), self.processes.get("kube-apiserver")
+        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a frozen one acts on it too
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid, proc):
+            time.sleep(0.05)
+        if _alive(pid, proc):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid, proc):  # its port is free once it is gone
+            time.sleep(0.05)
+        return argv
+
+    def start_api_server(self, argv: list, timeout: float = 60) -> None:
+        """Start kube-apiserver again as before (same port, flags and etcd: the same cluster)
+        and wait until it is ready."""
+        self._spawn("kube-apiserver", argv, detach=self.config.detach)
+        self._wait_ready(timeout)
+
+    def _pid(self, name: str) -> int:
+        proc = self.processes.get(name)
+        return proc.pid if proc is not None else int((self.state_dir / "pids" / f"{name}.pid").read_text())
+
     def __enter__(self):
         return self.start()
 
