@@ -62,15 +62,6 @@ def _tracebacks(log: str) -> list[tuple[list[str], str]]:
     return found
 
 
-@pytest.fixture
-def example_hub(tmp_path, control_plane, node_agent, kube_namespace):
-    hub = ExampleHub(tmp_path, kube_namespace, control_plane.kubeconfig_path)
-    try:
-        yield hub
-    finally:
-        hub.tear_down()
-
-
 def _objects(control_plane, namespace: str) -> tuple[list, list]:
     """Server pods not being deleted, and NetworkPolicies, in the namespace."""
     api = control_plane.api_client()

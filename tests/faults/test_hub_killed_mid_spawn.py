@@ -41,15 +41,12 @@ catalog:
 
 
 @pytest.fixture
-def example_hub(tmp_path, control_plane, node_agent, kube_namespace):
+def example_hub(example_hub, tmp_path):
+    """The example hub, with an entry whose image no registry has."""
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(MISSING_IMAGE_CATALOG)
-    hub = ExampleHub(tmp_path, kube_namespace, control_plane.kubeconfig_path)
-    hub.env["TYCHO_CATALOG_FILES"] = str(catalog)
-    try:
-        yield hub
-    finally:
-        hub.tear_down()
+    example_hub.env["TYCHO_CATALOG_FILES"] = str(catalog)
+    return example_hub
 
 
 def _server_pods(core: client.CoreV1Api, namespace: str) -> dict:

@@ -60,15 +60,6 @@ def _answer(hub: ExampleHub, user: str) -> dict:
     return {server: hub.get(_url(user, server, path)).status_code for server, (_, path) in SERVERS.items()}
 
 
-@pytest.fixture
-def example_hub(tmp_path, control_plane, node_agent, kube_namespace):
-    hub = ExampleHub(tmp_path, kube_namespace, control_plane.kubeconfig_path)
-    try:
-        yield hub
-    finally:
-        hub.tear_down()
-
-
 def test_running_servers_survive_a_graceful_restart_and_a_killed_hub(example_hub, control_plane, kube_namespace):
     hub, user = example_hub, "rita"
     core = client.CoreV1Api(control_plane.api_client())
