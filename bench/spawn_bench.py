@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import datetime
 import http.client
 import json
 import math
@@ -558,6 +559,31 @@ class PaperNode:
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="paper")
         self.thread = threading.Thread(target=self._watch, daemon=True, name="paper-node")
         self.thread.start()
+        # Heartbeats, as the node agent's: without them the node-lifecycle controller takes the
+        # node as lost after its grace period and taints it, and no pod is scheduled on it.
+        threading.Thread(target=self._heartbeats, daemon=True, name="paper-lease").start()
+
+    def _heartbeats(self) -> None:
+        from kubernetes import client
+
+        from tycho_testbed.node import LEASE_NAMESPACE
+
+        leases = client.CoordinationV1Api(self.core.api_client)
+        while True:
+            renewed = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            spec = {"holderIdentity": self.name, "leaseDurationSeconds": 20, "renewTime": renewed}
+            try:
+                try:
+                    leases.patch_namespaced_lease(self.name, LEASE_NAMESPACE, {"spec": spec})
+                except client.rest.ApiException as err:
+                    if err.status != 404:
+                        raise
+                    leases.create_namespaced_lease(LEASE_NAMESPACE, {
+                        "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE}, "spec": spec})
+            except Exception as err:
+                print(f"paper node: lease renewal failed: {err}", file=sys.stderr)
+            if self.stopping.wait(5):
+                return
 
     def _watch(self) -> None:
         query = f"fieldSelector=spec.nodeName%3D{self.name}"
