@@ -323,13 +323,20 @@ def _ingress(view: _View, policy: Policy, rule: PolicyRule, pod: Pod) -> list[Al
             return []  # only names this pod does not have: nothing is let in
     else:
         ports = None
+    return _peer_allows(view, policy, rule, ports)
+
+
+def _peer_allows(view: _View, policy: Policy, rule: PolicyRule,
+                 ports: Optional[tuple[PortRange, ...]]) -> list[Allow]:
+    """A rule's peers on ``ports``, either way: any address when it names none, else the
+    selected pods' addresses in one allow and each ipBlock in its own."""
     if not rule.peers:
         return [Allow(policy.key, None, (), ports)]
     allows = []
-    sources = _addresses(p for peer in rule.peers if peer.ip_block is None
-                         for p in view.peer_pods(policy.namespace, peer))
-    if sources:
-        allows.append(Allow(policy.key, sources, (), ports))
+    pods = _addresses(p for peer in rule.peers if peer.ip_block is None
+                      for p in view.peer_pods(policy.namespace, peer))
+    if pods:
+        allows.append(Allow(policy.key, pods, (), ports))
     for peer in rule.peers:
         if peer.ip_block is not None:
             allows.append(Allow(policy.key, (peer.ip_block.cidr,), peer.ip_block.excepts, ports))
@@ -341,18 +348,7 @@ def _egress(view: _View, policy: Policy, rule: PolicyRule) -> list[Allow]:
         numbered: Optional[tuple[PortRange, ...]] = None
     else:
         numbered = tuple(_numbered(rule.ports))
-    allows = []
-    if numbered is None or numbered:
-        if not rule.peers:
-            allows.append(Allow(policy.key, None, (), numbered))
-        else:
-            targets = _addresses(p for peer in rule.peers if peer.ip_block is None
-                                 for p in view.peer_pods(policy.namespace, peer))
-            if targets:
-                allows.append(Allow(policy.key, targets, (), numbered))
-            for peer in rule.peers:
-                if peer.ip_block is not None:
-                    allows.append(Allow(policy.key, (peer.ip_block.cidr,), peer.ip_block.excepts, numbered))
+    allows = _peer_allows(view, policy, rule, numbered) if numbered is None or numbered else []
     if any(isinstance(p.port, str) for p in rule.ports):
         # A port name means what each destination pod calls it: one allow per pod that has it.
         if not rule.peers:
