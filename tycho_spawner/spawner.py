@@ -27,7 +27,7 @@ import re
 import sys
 import time
 import weakref
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import jinja2
 from aiohttp import ClientConnectionError, ClientResponse
@@ -549,6 +549,9 @@ class TychoSpawner(KubeSpawner):
     async def _start(self):
         started = time.perf_counter()
         self._start_failed = False
+        # This start replaces whatever an earlier failed start left; removing it now could
+        # delete the pod this start is about to create.
+        await self._cancel_removal_later()
         try:
             url = await super()._start()
         except BaseException as err:
@@ -558,9 +561,7 @@ class TychoSpawner(KubeSpawner):
             try:
                 await asyncio.shield(self._remove_objects(grace_seconds=0))
             except UNREACHABLE_ERRORS as cleanup_err:
-                # What it created, if anything, is replaced by the next start of this server.
-                self.log.warning("%s: nothing removed after the failed start: the cluster's API is not "
-                                 "reachable (%s)", self._log_name, cleanup_err)
+                self._remove_later(cleanup_err)
             except Exception:
                 self.log.exception("%s: cleanup after a failed start failed", self._log_name)
             raise self._start_failure(err) from None
@@ -839,30 +840,62 @@ class TychoSpawner(KubeSpawner):
     #: Whether the last start failed: JupyterHub then stops the server at once, and the user is
     #: waiting for that to answer them (see stop).
     _start_failed = False
+    #: Failed starts' objects being removed once the cluster's API answers (see _remove_later),
+    #: by pod: JupyterHub discards a failed spawner, and the next start is another's.
+    _removals_later: ClassVar[dict[str, asyncio.Future]] = {}
 
     async def stop(self, now: bool = False) -> None:
         grace = 0 if now else self.delete_grace_period
+        if self._start_failed and self._pod_key in self._removals_later:
+            return  # the failed start's objects are being removed once the API answers
         self.log.info("%s: stopping pod %s (grace %ss)", self._log_name, self._pod_key, grace)
+        if self._start_failed:
+            # The start's own cleanup has run; its user waits for this to be told why it failed.
+            try:
+                await asyncio.wait_for(self._remove_objects(grace_seconds=grace), max(self.start_timeout, grace + 30))
+            except UNREACHABLE_ERRORS as err:
+                self._remove_later(err)
+            except (asyncio.TimeoutError, TimeoutError) as err:
+                self.log.error("%s: pod %s not deleted in time (%s); this server's next start replaces it, "
+                               "tycho gc removes it otherwise", self._log_name, self._pod_key, err)
+            return
         # JupyterHub forgets the server when this returns, raising or not: an API server away
         # for a restart must not leave the pod running with nobody to stop it. Tried again
-        # until it answers, for as long as a start may take (the server shows "pending stop"),
-        # except after a failed start, whose own cleanup tried already and whose user waits.
+        # until it answers, for as long as a start may take (the server shows "pending stop").
+        await self._remove_when_reachable(grace)
+
+    def _remove_later(self, err: BaseException) -> None:
+        """A failed start's cleanup met an absent API server: the user is answered now, and its
+        objects (a pod whose create the API server took just before it went away, a
+        NetworkPolicy, a token Secret) are removed once it answers again, not left running."""
+        self.log.warning("%s: the failed start's objects are not removed yet: the cluster's API is not "
+                         "reachable (%s); removing them once it answers", self._log_name, err)
+        key, removals = self._pod_key, self._removals_later
+        removal = removals[key] = asyncio.ensure_future(self._remove_when_reachable(0, error=err))
+        removal.add_done_callback(lambda done: removals.pop(key) if removals.get(key) is done else None)
+
+    async def _cancel_removal_later(self) -> None:
+        removal = self._removals_later.pop(self._pod_key, None)
+        if removal is not None and not removal.done():
+            self.log.info("%s: this start replaces what a failed start left", self._log_name)
+            removal.cancel()
+            await asyncio.wait([removal])  # its requests are done before this start's begin
+
+    async def _remove_when_reachable(self, grace: int, error: object = None) -> None:
+        """Remove the server's objects, trying again (0.5-5 s apart, one warning) while the
+        cluster's API is not reachable or does not answer, for as long as a start may take."""
         limit = max(self.start_timeout, grace + 30)
-        deadline, pause, error = time.monotonic() + limit, 0.5, None
+        deadline, pause, warned = time.monotonic() + limit, 0.5, error is not None
         while True:
             try:
-                # Bounded: a hung API server (no answer, no refusal) would hold the stop for good.
+                # Bounded: a hung API server (no answer, no refusal) would hold this for good.
                 await asyncio.wait_for(self._remove_objects(grace_seconds=grace), deadline - time.monotonic())
                 break
             except UNREACHABLE_ERRORS as err:
-                if self._start_failed:
-                    self.log.error("%s: pod %s not deleted: the cluster's API is not reachable (%s); this "
-                                   "server's next start replaces it, tycho gc removes it otherwise",
-                                   self._log_name, self._pod_key, err)
-                    return
-                if error is None:
+                if not warned:
                     self.log.warning("%s: pod %s not deleted yet: the cluster's API is not reachable (%s); "
                                      "trying again for up to %s s", self._log_name, self._pod_key, err, limit)
+                    warned = True
                 error = err
             except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
                 error = str(err) or "the cluster's API did not answer"

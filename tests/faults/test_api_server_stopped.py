@@ -16,8 +16,9 @@ log has no traceback, the hub and Kubernetes agree (a server the hub has has its
 NetworkPolicy; one it has not, none), and the next start works, woken by a pod cache that
 followed the API server through it. A stop that meets an API server away retries until it is
 back: the pod does not keep running once the hub has forgotten the server. A start that fails
-while it is away answers at once and may leave its NetworkPolicy (and token Secret): the
-server's next start replaces them (README, "What survives what").
+while it is away answers at once, and what it had made (NetworkPolicy, token Secret, a pod whose
+create landed just before the API server went) is removed once it is back (README, "What
+survives what").
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import re
 import threading
 import time
 
+import jupyterhub
 import pytest
 import requests
 from kubernetes import client, watch
@@ -193,8 +195,24 @@ def _agreed(hub: ExampleHub, plane, namespace: str, user: str) -> dict | None:
         time.sleep(0.3)
 
 
+#: JupyterHub before 6 (tornado's gen.with_timeout) logs a spawn that fails after
+#: `slow_spawn_timeout` (10 s) as "Exception in Future ... after timeout" with the traceback of the
+#: spawner's exception, for any spawner; JupyterHub 6 does not. Only that report is allowed, and
+#: only when it ends in one of the sentences a user may be told.
+JUPYTERHUB_LATE_FAILURE = re.compile(
+    r"\[E [^\]]* JupyterHub gen:\d+\] Exception in Future <Task finished name='[^']*' "
+    r"coro=<BaseHandler\.spawn_single_user\.<locals>\.finish_user_spawn\(\).*after timeout\n"
+    r"(?P<traceback>(?:    .*\n|\n)+)"
+)
+
+
 def _no_traceback(hub: ExampleHub) -> None:
     log = hub.log_path.read_text(errors="replace")
+    if jupyterhub.version_info < (6,):
+        for report in JUPYTERHUB_LATE_FAILURE.finditer(log):
+            last = report["traceback"].rstrip().splitlines()[-1].strip()
+            assert last.startswith("tycho_spawner.compat.SpawnException: ") and SENTENCES.search(last), last
+        log = JUPYTERHUB_LATE_FAILURE.sub("", log)
     assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
 
 
@@ -260,16 +278,10 @@ def test_a_start_while_the_api_server_restarts_ends_in_words_and_the_next_one_wo
 
     told = _outcome_in_words(hub, user, answer.value())
     print(f"the user was told: {told}")
-    server = _settled(hub, user)
-    pods, policies, secrets = _objects(control_plane, kube_namespace)
-    if server:
-        assert told == "ready" and pods == policies == [f"jupyter-{user}"], (told, pods, policies)
-    else:
-        # Answered at once, the start could not remove what it made: its NetworkPolicy (and
-        # token Secret) may be left, not its pod (never created: the API server was down, or
-        # answered it before exiting); the next start replaces them.
-        assert pods == [], pods
-        print(f"left until the next start: policies {policies}, secrets {secrets}")
+    # Answered at once, a failed start removes what it had made once the API server is back
+    # (a pod too, when its create landed just before the API server went).
+    server = _agreed(hub, control_plane, kube_namespace, user)
+    assert bool(server) == (told == "ready"), (server, told)
     # The next start waits for its pod on the pod cache, which followed the restart.
     _works(hub, control_plane, kube_namespace, user)
     _no_traceback(hub)
