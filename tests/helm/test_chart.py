@@ -39,6 +39,7 @@ def test_default_render_has_every_part(chart):
         ("Deployment", "demo-hub"), ("Service", "demo-hub"),
         ("Deployment", "demo-proxy"), ("Service", "demo-proxy-api"), ("Service", "demo-public"),
         ("NetworkPolicy", "demo-hub"), ("NetworkPolicy", "demo-proxy"),
+        ("PersistentVolumeClaim", "demo-hub-db"),
     }
     assert docs[("Service", "demo-public")]["spec"]["type"] == "NodePort"
     assert docs[("Deployment", "demo-proxy")]["spec"]["strategy"] == {"type": "Recreate"}
@@ -154,7 +155,7 @@ def test_every_name_is_computed_once_and_the_hub_config_uses_them(chart, tmp_pat
     base = name[:53].rstrip("-")
     assert names == {
         "hub": f"{base}-hub", "proxy": f"{base}-proxy", "proxyApi": f"{base}-proxy-api", "public": f"{base}-public",
-        "config": f"{base}-config", "secret": f"{base}-secret", "ingress": base,
+        "config": f"{base}-config", "secret": f"{base}-secret", "ingress": base, "hubDb": f"{base}-hub-db",
     }
     # Every object is named by a helper, and within Kubernetes' limits (a Service's name is a DNS label).
     assert {n for _, n in docs} <= set(names.values())
@@ -283,3 +284,54 @@ def test_the_hub_refuses_static_storage_without_a_claim_naming_the_key(chart, tm
     with pytest.raises(SystemExit) as err:
         load_hub_config(tmp_path, docs)
     assert "singleuser.storage.static.pvcName" in str(err.value)
+
+
+def _hub_db(docs) -> tuple:
+    """(the data volume of the hub's pod, the hub's db_url)."""
+    volumes = docs[("Deployment", "demo-hub")]["spec"]["template"]["spec"]["volumes"]
+    return next(v for v in volumes if v["name"] == "data")
+
+
+def test_the_hub_database_is_on_a_claim_of_the_release_by_default(chart, tmp_path):
+    """An upgrade restarts the hub (config checksum): on an emptyDir its database, and with it
+    every running server's record, would be gone each time."""
+    docs = render(chart)
+    claim = docs[("PersistentVolumeClaim", "demo-hub-db")]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]  # the cluster's default class
+    assert _hub_db(docs)["persistentVolumeClaim"] == {"claimName": "demo-hub-db"}
+    config = load_hub_config(tmp_path, docs)
+    assert config.JupyterHub.db_url == "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+
+
+@pytest.mark.parametrize("db, claim, volume, url", [
+    ({"pvc": {"storage": "5Gi", "storageClassName": "fast"}}, {"storage": "5Gi", "class": "fast"},
+     {"persistentVolumeClaim": {"claimName": "demo-hub-db"}}, "sqlite:////srv/jupyterhub/jupyterhub.sqlite"),
+    ({"pvc": {"storageClassName": ""}}, {"storage": "1Gi", "class": ""},
+     {"persistentVolumeClaim": {"claimName": "demo-hub-db"}}, "sqlite:////srv/jupyterhub/jupyterhub.sqlite"),
+    ({"pvcName": "existing"}, None,
+     {"persistentVolumeClaim": {"claimName": "existing"}}, "sqlite:////srv/jupyterhub/jupyterhub.sqlite"),
+    ({"type": "sqlite-memory"}, None, {"emptyDir": {}}, "sqlite://"),
+])
+def test_the_hub_database_values(chart, tmp_path, db, claim, volume, url):
+    docs = render(chart, {"hub": {"db": db}})
+    made = docs.get(("PersistentVolumeClaim", "demo-hub-db"))
+    if claim is None:
+        assert made is None
+    else:
+        assert made["spec"]["resources"]["requests"]["storage"] == claim["storage"]
+        assert made["spec"]["storageClassName"] == claim["class"]
+    assert {k: v for k, v in _hub_db(docs).items() if k != "name"} == volume
+    assert load_hub_config(tmp_path, docs).JupyterHub.db_url == url
+
+
+@pytest.mark.parametrize("db, named", [
+    ({"type": "sqlite"}, "/hub/db/type"),
+    ({"pvc": {"storage": "lots"}}, "/hub/db/pvc/storage"),
+    ({"pvc": {"accessModes": ["ReadWriteSometimes"]}}, "/hub/db/pvc/accessModes"),
+])
+def test_the_schema_refuses_bad_hub_database_values(chart, db, named):
+    with pytest.raises(Exception) as err:
+        render(chart, {"hub": {"db": db}})
+    assert named in str(err.value)

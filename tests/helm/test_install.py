@@ -72,6 +72,9 @@ def test_every_object_is_accepted_by_the_api_server(control_plane, release):
     assert core.read_namespaced_service("demo-public", ns).spec.ports[0].node_port
     assert {n.metadata.name for n in net.list_namespaced_network_policy(ns).items} == {"demo-hub", "demo-proxy"}
     assert "jupyterhub_config.py" in core.read_namespaced_config_map("demo-config", ns).data
+    # The hub's database claim, bound by the cluster's default class (the test bed's provisioner).
+    claim = core.read_namespaced_persistent_volume_claim("demo-hub-db", ns)
+    assert claim.spec.storage_class_name == "standard" and claim.spec.resources.requests["storage"] == "1Gi"
 
 
 def test_an_upgrade_keeps_the_generated_secrets(control_plane, release):

@@ -26,7 +26,10 @@ c.JupyterHub.hub_connect_url = f"http://{names['hub']}:8081"
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = f"http://{names['proxyApi']}:8001"
 c.JupyterHub.cleanup_servers = False
-c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+# hub.db: on the release's claim (mounted at /srv/jupyterhub), or in memory (lost at restart).
+c.JupyterHub.db_url = (
+    "sqlite:////srv/jupyterhub/jupyterhub.sqlite" if hub_values["db"]["type"] == "sqlite-pvc" else "sqlite://"
+)
 
 # --- The spawner -----------------------------------------------------------------------------
 c.JupyterHub.spawner_class = TychoSpawner

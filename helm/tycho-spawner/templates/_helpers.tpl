@@ -31,6 +31,11 @@
 {{- include "tycho.fullname" . }}-public
 {{- end -}}
 
+{{/* The claim of the hub's sqlite database (hub.db.type sqlite-pvc, unless hub.db.pvcName). */}}
+{{- define "tycho.hub-db.fullname" -}}
+{{- include "tycho.fullname" . }}-hub-db
+{{- end -}}
+
 {{/* The hub's ConfigMap (jupyterhub_config.py, values.json). */}}
 {{- define "tycho.config.fullname" -}}
 {{- include "tycho.fullname" . }}-config
@@ -50,6 +55,7 @@
     "public" (include "tycho.public.fullname" .)
     "config" (include "tycho.config.fullname" .)
     "secret" (include "tycho.secret.fullname" .)
+    "hubDb" (include "tycho.hub-db.fullname" .)
     "ingress" (include "tycho.fullname" .)
   | toJson -}}
 {{- end -}}
