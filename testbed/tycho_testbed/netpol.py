@@ -20,11 +20,20 @@ connections pass (conntrack); the pod's loopback and the pod's node are always a
 Kubernetes documentation states ("traffic to and from the node where a Pod is running is always
 allowed"): the hub and proxy of the tests run on the host, so they stand where the node is.
 
+Services: kube-proxy (on the host) rewrites a connection to a cluster IP into one to an
+endpoint after it has left the pod, so the pod's egress filter sees the cluster IP where a real
+plugin judges the endpoint. The egress chain therefore judges each Service port (with ready
+endpoints) by its Endpoints: its cluster IP and port are allowed when the egress rules allow at
+least one ready endpoint address on its target port, and dropped otherwise, before the rules
+that would judge the cluster IP as an address. Ingress needs nothing: the destination pod sees
+the client's own address, unless kube-proxy masquerades the connection.
+
 The module has two parts. The pure one, ``compute_rules`` and ``nft_script``, turns policies,
-pods and namespaces into frozen :class:`PodRules` and those into an nftables script; it needs
-no root and no cluster. The I/O one, :class:`Enforcer`, watches NetworkPolicies, Pods and
-Namespaces, and re-programs each local pod's table atomically (one ``nft -f`` transaction
-replaces the whole table) when what it depends on changes. A pod's table is in place before any
+pods, namespaces, Services and Endpoints into frozen :class:`PodRules` and those into an
+nftables script; it needs no root and no cluster. The I/O one, :class:`Enforcer`, watches
+NetworkPolicies, Pods, Namespaces, Services and Endpoints, and re-programs each local pod's
+table atomically (one ``nft -f`` transaction replaces the whole table) when what it depends on
+changes. A pod's table is in place before any
 of its containers starts, from a fresh read of its namespace's policies: the spawner creates a
 server's policy before its pod so that the pod is never reachable unprotected.
 """
@@ -38,7 +47,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 log = logging.getLogger("tycho_testbed.netpol")
@@ -196,6 +205,69 @@ class Policy:
         return f"{self.namespace}/{self.name}"
 
 
+@dataclass(frozen=True)
+class ServicePort:
+    name: str  # "" for a Service's single unnamed port, as in its Endpoints
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Service:
+    """What kube-proxy rewrites: connections to a cluster IP on a Service port go to one of
+    the Service's endpoints. Headless and ExternalName Services have no cluster IP."""
+
+    namespace: str
+    name: str
+    cluster_ips: tuple[str, ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+
+    @classmethod
+    def from_api(cls, obj: dict) -> "Service":
+        spec = obj.get("spec") or {}
+        ips = spec.get("clusterIPs") or [spec.get("clusterIP")]
+        return cls(obj["metadata"]["namespace"], obj["metadata"]["name"],
+                   tuple(ip for ip in ips if ip and ip != "None"),
+                   tuple(ServicePort(p.get("name") or "", p.get("protocol") or "TCP", int(p["port"]))
+                         for p in spec.get("ports") or ()))
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One ready address of an Endpoints object on one of its ports (the target port)."""
+
+    ip: str
+    port_name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a Service's connections land, as the endpoints controller wrote it: only ready
+    addresses count (kube-proxy sends nothing to the others)."""
+
+    namespace: str
+    name: str
+    backends: tuple[Backend, ...] = ()
+
+    @classmethod
+    def from_api(cls, obj: dict) -> "Endpoints":
+        backends = {Backend(a["ip"], p.get("name") or "", p.get("protocol") or "TCP", int(p["port"]))
+                    for subset in obj.get("subsets") or () for a in subset.get("addresses") or ()
+                    for p in subset.get("ports") or ()}
+        return cls(obj["metadata"]["namespace"], obj["metadata"]["name"],
+                   tuple(sorted(backends, key=lambda b: (b.ip, b.port_name, b.protocol, b.port))))
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 # ------------------------------------------------------------------------- what a pod is allowed
 
 
@@ -219,11 +291,24 @@ class Allow:
 
 
 @dataclass(frozen=True)
+class Destination:
+    """A Service's cluster IP and port, as the client addresses it (before kube-proxy's DNAT)."""
+
+    ip: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
 class PodRules:
     """A pod's filters; a direction that no policy isolates is None (everything passes)."""
 
     ingress: Optional[tuple[Allow, ...]] = None
     egress: Optional[tuple[Allow, ...]] = None
+    #: Service ports whose ready endpoints egress may not reach: dropped before the egress
+    #: allows, which would otherwise judge the cluster IP itself (a real plugin judges the
+    #: endpoint kube-proxy chose).
+    refused_services: tuple[Destination, ...] = ()
 
     @property
     def isolated(self) -> bool:
@@ -257,8 +342,11 @@ class _View:
     """One consistent state of the cluster, with memoized peer look-ups."""
 
     def __init__(self, pods: Iterable[Pod], namespaces: Mapping[str, Mapping[str, str]],
-                 policies: Iterable[Policy]):
+                 policies: Iterable[Policy], services: Iterable[Service] = (),
+                 endpoints: Iterable[Endpoints] = ()):
         self.pods = [p for p in pods if p.ip]
+        self.routes = _routes(services, endpoints)
+        self._opened: dict[tuple, frozenset[int]] = {}
         self.namespaces = namespaces
         by_ns: dict[str, list[Pod]] = {}
         for pod in self.pods:
@@ -281,6 +369,15 @@ class _View:
             self._peers[key] = tuple(p for ns in spaces if ns in self.index for p in self.index[ns].select(selector))
         return self._peers[key]
 
+    def routes_opened_by(self, allow: Allow) -> frozenset[int]:
+        """The routes (indexes in ``self.routes``) with a ready endpoint ``allow`` lets a pod
+        reach; memoized by what the allow matches, which many pods' policies share."""
+        key = (allow.addresses, allow.excepts, allow.ports)
+        if key not in self._opened:
+            self._opened[key] = frozenset(i for i, route in enumerate(self.routes) if any(
+                _covers(allow, ip, route.port.protocol, port) for ip, port in route.backends))
+        return self._opened[key]
+
     def pods_at(self, peer: Peer) -> list[Pod]:
         """Pods whose address is in an IP block peer (for named ports of egress rules)."""
         block = peer.ip_block
@@ -293,6 +390,80 @@ class _View:
                     address.version == h.version and address in h for h in holes):
                 found.append(pod)
         return found
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One port of a Service with a cluster IP, and the ready endpoints (address, target
+    port) kube-proxy sends its connections to."""
+
+    service: Service
+    port: ServicePort
+    backends: tuple[tuple[str, int], ...]
+
+
+def _routes(services: Iterable[Service], endpoints: Iterable[Endpoints]) -> list[_Route]:
+    """What kube-proxy does with each Service port: an Endpoints object shares its Service's
+    name, and a Service port's endpoints are those of its name and protocol. A port with no
+    ready endpoint is left out: kube-proxy does not rewrite it (it rejects it), so the pod's
+    egress rules judge its cluster IP as any address."""
+    by_key = {e.key: e for e in endpoints}
+    routes = []
+    for service in sorted(services, key=lambda s: s.key):
+        found = by_key.get(service.key)
+        if not service.cluster_ips or found is None:
+            continue
+        for port in service.ports:
+            backends = tuple((b.ip, b.port) for b in found.backends
+                             if b.port_name == port.name and b.protocol == port.protocol)
+            if backends:
+                routes.append(_Route(service, port, backends))
+    return routes
+
+
+@lru_cache(maxsize=4096)
+def _parsed(cidrs: tuple[str, ...]) -> tuple[Union[ipaddress.IPv4Network, ipaddress.IPv6Network], ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _covers(allow: Allow, ip: str, protocol: str, port: int) -> bool:
+    """Whether ``allow`` lets a packet to ``ip`` on ``protocol``/``port`` through."""
+    if allow.ports is not None and not any(r.protocol == protocol and r.first <= port <= r.last
+                                           for r in allow.ports):
+        return False
+    if allow.addresses is None:
+        return True
+    address = ipaddress.ip_address(ip)
+    return (any(address.version == n.version and address in n for n in _parsed(allow.addresses))
+            and not any(address.version == n.version and address in n for n in _parsed(allow.excepts)))
+
+
+def _service_rules(view: _View, egress: Sequence[Allow]) -> tuple[list[Allow], tuple[Destination, ...]]:
+    """Egress to Services judged by where their connections land: a Service port's cluster IP
+    is allowed when the egress rules allow at least one of its ready endpoints (on its target
+    port), and dropped otherwise. kube-proxy picks the endpoint of each connection at random
+    after the pod's filters have seen it, so when only some endpoints are allowed this lets
+    every connection through, where a real plugin would drop those that land on the others."""
+    if not view.routes or any(a.addresses is None and a.ports is None for a in egress):
+        return [], ()  # no Service, or everything is allowed anyway
+    opened: dict[tuple[str, str], set[ServicePort]] = {}
+    services: dict[str, Service] = {}
+    allowed: set[int] = set()
+    for allow in egress:
+        for index in view.routes_opened_by(allow):
+            route = view.routes[index]
+            allowed.add(index)
+            services[route.service.key] = route.service
+            opened.setdefault((allow.policy, route.service.key), set()).add(route.port)
+    allows = [Allow(f"{policy} via Service {key}", _addresses_of(services[key].cluster_ips), (),
+                    tuple(sorted({PortRange(p.protocol, p.port, p.port) for p in ports},
+                                 key=lambda r: (r.protocol, r.first))))
+              for (policy, key), ports in sorted(opened.items())]
+    refused = tuple(sorted({Destination(ip, route.port.protocol, route.port.port)
+                            for index, route in enumerate(view.routes) if index not in allowed
+                            for ip in route.service.cluster_ips},
+                           key=lambda d: (d.ip, d.protocol, d.port)))
+    return allows, refused
 
 
 def _numbered(ports: Sequence[PolicyPort]) -> list[PortRange]:
@@ -313,7 +484,11 @@ def _named(ports: Sequence[PolicyPort], pod: Pod) -> list[PortRange]:
 
 
 def _addresses(pods: Iterable[Pod]) -> tuple[str, ...]:
-    return tuple(sorted({f"{p.ip}/{32 if ':' not in p.ip else 128}" for p in pods}))
+    return _addresses_of(p.ip for p in pods)
+
+
+def _addresses_of(ips: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({f"{ip}/{32 if ':' not in ip else 128}" for ip in ips}))
 
 
 def _ingress(view: _View, policy: Policy, rule: PolicyRule, pod: Pod) -> list[Allow]:
@@ -367,11 +542,12 @@ def _egress(view: _View, policy: Policy, rule: PolicyRule) -> list[Allow]:
 
 
 def compute_rules(local: Iterable[Pod], pods: Iterable[Pod], namespaces: Mapping[str, Mapping[str, str]],
-                  policies: Iterable[Policy]) -> dict[str, PodRules]:
-    """The filters of each ``local`` pod (by uid), given every pod, namespace (name → labels)
-    and policy of the cluster."""
+                  policies: Iterable[Policy], services: Iterable[Service] = (),
+                  endpoints: Iterable[Endpoints] = ()) -> dict[str, PodRules]:
+    """The filters of each ``local`` pod (by uid), given every pod, namespace (name → labels),
+    policy, Service and Endpoints object of the cluster."""
     local = list(local)
-    view = _View(pods, namespaces, policies)
+    view = _View(pods, namespaces, policies, services, endpoints)
     selecting: dict[str, list[Policy]] = {p.uid: [] for p in local}
     by_ns: dict[str, list[Pod]] = {}
     for pod in local:
@@ -390,8 +566,12 @@ def compute_rules(local: Iterable[Pod], pods: Iterable[Pod], namespaces: Mapping
                 ingress = (ingress or []) + [a for r in policy.ingress for a in _ingress(view, policy, r, pod)]
             if "Egress" in policy.types:
                 egress = (egress or []) + [a for r in policy.egress for a in _egress(view, policy, r)]
+        refused: tuple[Destination, ...] = ()
+        if egress is not None:
+            through_services, refused = _service_rules(view, egress)
+            egress += through_services
         result[pod.uid] = PodRules(None if ingress is None else tuple(ingress),
-                                   None if egress is None else tuple(egress))
+                                   None if egress is None else tuple(egress), refused)
     return result
 
 
@@ -436,14 +616,28 @@ def _allow_lines(allow: Allow, field: str) -> list[str]:
     return [f"{m}{p}accept comment {comment}" for m in matches for p in ports]
 
 
+def _refused_lines(refused: Sequence[Destination]) -> list[str]:
+    """One drop per family and protocol for the Service ports egress may not use."""
+    lines = []
+    for version, family in ((4, "ip"), (6, "ip6")):
+        for proto in PROTOCOLS:
+            pairs = [f"{d.ip} . {d.port}" for d in refused
+                     if d.protocol == proto and ipaddress.ip_address(d.ip).version == version]
+            if pairs:
+                lines.append(f"{family} daddr . {proto.lower()} dport {{ {', '.join(pairs)} }} drop "
+                             'comment "Service ports whose endpoints are not allowed"')
+    return lines
+
+
 def _chain(name: str, hook: str, interface: str, field: str, allows: Sequence[Allow],
-           node_addresses: Sequence[str]) -> list[str]:
+           node_addresses: Sequence[str], refused: Sequence[Destination] = ()) -> list[str]:
     lines = [f"\tchain {name} {{", f"\t\ttype filter hook {hook} priority filter; policy drop;",
              f'\t\t{interface} "lo" accept', "\t\tct state established,related accept"]
     for version, family in ((4, "ip"), (6, "ip6")):
         nets = _networks(node_addresses, version)
         if nets:
             lines.append(f'\t\t{family} {field} {{ {", ".join(nets)} }} accept comment "the node"')
+    lines += [f"\t\t{line}" for line in _refused_lines(refused)]
     lines += [f"\t\t{line}" for allow in allows for line in _allow_lines(allow, field)]
     return lines + ["\t}"]
 
@@ -456,7 +650,8 @@ def nft_script(rules: PodRules, node_addresses: Sequence[str]) -> str:
     if rules.ingress is not None:
         chains += _chain("ingress", "input", "iifname", "saddr", rules.ingress, node_addresses)
     if rules.egress is not None:
-        chains += _chain("egress", "output", "oifname", "daddr", rules.egress, node_addresses)
+        chains += _chain("egress", "output", "oifname", "daddr", rules.egress, node_addresses,
+                         rules.refused_services)
     if chains:
         lines += [f"table inet {TABLE} {{", *chains, "}"]
     return "\n".join(lines) + "\n"
@@ -519,6 +714,7 @@ class Enforcer:
         self.call = call
         self.node_addresses = tuple(node_addresses)
         self.policies, self.pods, self.namespaces = _Store(), _Store(), _Store()
+        self.services, self.endpoints = _Store(), _Store()
         self.local: dict[str, _Local] = {}
         self.lock = threading.Lock()          # the stores and self.local
         self.apply_lock = threading.Lock()    # one reprogramming at a time, in snapshot order
@@ -528,7 +724,8 @@ class Enforcer:
     # -- watches
 
     def start(self, stopping: threading.Event) -> None:
-        """Watch policies, pods and namespaces; return once each has been listed once."""
+        """Watch policies, pods, namespaces, Services and Endpoints; return once each has
+        been listed once."""
         from kubernetes import client
 
         self.stopping = stopping
@@ -538,7 +735,13 @@ class Enforcer:
                  ("pods", core.list_pod_for_all_namespaces, self.pods,
                   lambda o: o["metadata"]["uid"], Pod.from_api),
                  ("namespaces", core.list_namespace, self.namespaces,
-                  lambda o: o["metadata"]["name"], lambda o: _labels(o["metadata"].get("labels")))]
+                  lambda o: o["metadata"]["name"], lambda o: _labels(o["metadata"].get("labels"))),
+                 # Parsed to what kube-proxy uses: the endpoints controller's and leader
+                 # elections' frequent rewrites of other fields change nothing here.
+                 ("services", core.list_service_for_all_namespaces, self.services,
+                  lambda o: f"{o['metadata']['namespace']}/{o['metadata']['name']}", Service.from_api),
+                 ("endpoints", core.list_endpoints_for_all_namespaces, self.endpoints,
+                  lambda o: f"{o['metadata']['namespace']}/{o['metadata']['name']}", Endpoints.from_api)]
         synced = []
         for kind, lister, store, key, parse in kinds:
             done = threading.Event()
@@ -657,8 +860,10 @@ class Enforcer:
                 namespaces = {name: dict(labels) for name, (_, labels) in self.namespaces.items.items()
                               if labels is not None}
                 policies = self.policies.values()
+                services, endpoints = self.services.values(), self.endpoints.values()
             mine = [pods[uid] for uid in local if uid in pods]
-            for uid, rules in compute_rules(mine, pods.values(), namespaces, policies).items():
+            for uid, rules in compute_rules(mine, pods.values(), namespaces, policies, services,
+                                            endpoints).items():
                 if local[uid].applied != rules:
                     self._apply(pods[uid], local[uid], rules)
 
