@@ -1,17 +1,14 @@
 """A real browser (Debian's headless Chromium) logging in and using an app behind the gate."""
 from __future__ import annotations
 
-import shutil
 from urllib.parse import urlsplit
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ..browser import chromium
 from .conftest import PASSWORD
 
 pytestmark = pytest.mark.gate
@@ -19,15 +16,7 @@ pytestmark = pytest.mark.gate
 
 @pytest.fixture
 def browser():
-    chromium = shutil.which("chromium")
-    driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "Debian's chromium and chromium-driver are needed (bin/stage setup)"
-    options = Options()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(30)
+    driver = chromium()
     yield driver
     driver.quit()
 
