@@ -26,7 +26,11 @@ What is simulated, explicitly:
   table fails like a missing image (``ErrImagePull``, then ``ImagePullBackOff``);
 * the root filesystem is the host's (only volumes, the working directory and ``/tmp`` are
   private to the pod), and resources (cpu, memory) are recorded, not enforced: no cgroups;
-* no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP); no cluster DNS;
+* no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP);
+* cluster DNS is not CoreDNS in pods but one dnsmasq for the whole host on the node side of the
+  bridge (:mod:`tycho_testbed.resolver`), fed by the agents with their cluster's Service
+  records (:mod:`tycho_testbed.dns`); pods get the kubelet's resolv.conf, hosts file, hostname
+  and Service environment variables (:mod:`tycho_testbed.service_env`);
 * the network plugin: NetworkPolicies are enforced by the agent itself, as nftables tables in
   each pod's network namespace (:mod:`tycho_testbed.netpol`); the node (the host, where the
   tests' hub and proxy run) is always allowed both ways, and a root container could remove them;
@@ -65,8 +69,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .dns import ResolverConfig, hosts_file, pod_hostname, pod_resolver, zone_records
 from .images import ImageTable, pod_path, program_overlays
 from .netpol import Enforcer
+from .resolver import Resolver, ResolverError
+from .service_env import service_environment
+from .service_watch import ServiceWatch
 from .volumes import Mount, MountError, PodVolumes, VolumeError, bind_script, decode_keyed, go_list
 
 log = logging.getLogger("tycho_testbed.node")
@@ -81,6 +89,10 @@ LEASE_SECONDS = 40
 LEASE_NAMESPACE = "kube-node-lease"
 #: Where pods' files live, like /var/lib/kubelet/pods on a real node.
 POD_ROOT = Path("/var/lib/tycho-testbed")
+#: A kubelet's --cluster-domain and --resolv-conf defaults; --cluster-dns is the resolver on the
+#: bridge (see tycho_testbed.resolver).
+CLUSTER_DOMAIN = "cluster.local"
+NODE_RESOLV_CONF = "/etc/resolv.conf"
 
 
 def now() -> str:
@@ -509,6 +521,7 @@ class PodWorker(threading.Thread):
         self._save()  # before the network: whatever has a network has a record
         if not sandbox:
             create_pod_network(self.uid, self.ip)
+        self._write_dns_files()
         # Its NetworkPolicy filters before any container runs: never reachable unprotected. An
         # adopted pod keeps its filters meanwhile; they are written again from today's policies.
         self.agent.netpol.protect(self.pod, self.ip, netns_name(self.uid), self.delete_requested)
@@ -528,6 +541,28 @@ class PodWorker(threading.Thread):
             self.wake.wait(timeout=self._next_wakeup())
             self.wake.clear()
         self._terminate()
+
+    def _write_dns_files(self) -> None:
+        """The pod's /etc/resolv.conf and /etc/hosts, written once as a kubelet writes them when
+        it makes the pod's sandbox (kept for a pod taken over after a restart), bound into each
+        of its containers."""
+        etc = self.dir / "etc"
+        if (etc / "resolv.conf").exists() and (etc / "hosts").exists():
+            return
+        etc.mkdir(exist_ok=True)
+        agent = self.agent
+        try:
+            node = ResolverConfig.parse(Path(agent.resolv_conf).read_text())
+        except OSError:
+            node = ResolverConfig()
+        formed = pod_resolver(self.pod, node, agent.cluster_dns, agent.cluster_domain)
+        for warning in formed.warnings:
+            self.event("DNSConfigForming", warning, "Warning")
+        for name, text in (("hosts", hosts_file(self.pod, self.ip, agent.cluster_domain)),
+                           ("resolv.conf", formed.config.render())):
+            (etc / f".{name}").write_text(text)
+            os.chmod(etc / f".{name}", 0o644)
+            os.replace(etc / f".{name}", etc / name)
 
     def _adopt(self, record: PodRecord, sandbox: bool) -> None:
         """Take over a pod that an earlier run of this agent (killed with kill -9) left running,
@@ -705,11 +740,12 @@ class PodWorker(threading.Thread):
         exit_file.unlink(missing_ok=True)
         script = ["set -e", f"exec 9>{shlex.quote(str(exit_file))}", "umount -l /run/netns 2>/dev/null || true",
                   *program_overlays(entry, self.dir / "image" / c.name),
-                  *bind_script(mounts, self.dir / "mnt" / c.name), f"cd {shlex.quote(workdir)}", *SHIM]
+                  *bind_script(mounts, self.dir / "mnt" / c.name), f"hostname {shlex.quote(pod_hostname(self.pod))}",
+                  f"cd {shlex.quote(workdir)}", *SHIM]
         drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}",
                 "--groups=" + ",".join(str(g) for g in groups) if groups else "--clear-groups",
                 "--inh-caps=-all", "--"] if uid != 0 else []
-        wrapper = ["ip", "netns", "exec", netns_name(self.uid), "unshare", "--mount", "--propagation", "private",
+        wrapper = ["ip", "netns", "exec", netns_name(self.uid), "unshare", "--mount", "--uts", "--propagation", "private",
                    "/bin/sh", "-c", "\n".join(script), "tycho-container", *drop, *argv]
         logfile = open(self.logs / f"{c.name}.log", "ab")
         try:
@@ -805,8 +841,13 @@ class PodWorker(threading.Thread):
         return data[key]
 
     def _environment(self, c: ContainerRun, entry) -> dict:
-        env = {"PATH": pod_path(), "HOSTNAME": self.name}
+        """The image's ENV, then the Service variables of the Services that exist now, then the
+        container's envFrom and env, each over the ones before (as a kubelet: a container's own
+        variable wins over a Service's, and a $(VAR) reference sees both)."""
+        env = {"PATH": pod_path(), "HOSTNAME": pod_hostname(self.pod)}
         env.update(dict(entry.env))
+        env.update(service_environment(self.agent.services.services(), self.namespace,
+                                       self.pod["spec"].get("enableServiceLinks", True) is not False))
         for source in c.spec.get("envFrom") or []:
             prefix = source.get("prefix", "")
             for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
@@ -845,7 +886,9 @@ class PodWorker(threading.Thread):
         Keyed by target so that a volume mounted at the working directory (a home volume at
         /home/jovyan) replaces the pod's own home there.
         """
-        mounts = {"/tmp": Mount("/tmp", str(self.dir / "tmp"))}
+        mounts = {"/tmp": Mount("/tmp", str(self.dir / "tmp")),
+                  "/etc/resolv.conf": Mount("/etc/resolv.conf", str(self.dir / "etc" / "resolv.conf")),
+                  "/etc/hosts": Mount("/etc/hosts", str(self.dir / "etc" / "hosts"))}
         if not workdir.startswith(str(self.dir)) and (not os.path.isdir(workdir) or workdir.startswith("/home/")):
             # The image's working directory (e.g. /home/jovyan): the pod's own home, not the host's.
             mounts[os.path.normpath(workdir)] = Mount(os.path.normpath(workdir), str(self.dir / "home"))
@@ -989,7 +1032,8 @@ class NodeAgent:
 
     def __init__(self, kubeconfig: str, node: str, images: ImageTable, state_dir: Path,
                  index: int = 1, qps: float = 100.0, cpu: str = "8", memory: str = "32Gi",
-                 lease_seconds: int = LEASE_SECONDS):
+                 lease_seconds: int = LEASE_SECONDS, cluster_domain: str = CLUSTER_DOMAIN,
+                 resolv_conf: str = NODE_RESOLV_CONF):
         from kubernetes import client, config
 
         if os.geteuid() != 0:
@@ -1021,6 +1065,15 @@ class NodeAgent:
         self.created_bridge = False
         #: The node's network plugin, simulated: NetworkPolicies as nftables tables in pods' namespaces.
         self.netpol = Enforcer(self.api, self.call, [GATEWAY])
+        #: Cluster DNS: the host's one resolver on the bridge, fed with this cluster's records.
+        self.cluster_domain = cluster_domain
+        self.cluster_dns = (GATEWAY,)
+        self.resolv_conf = resolv_conf
+        self.resolver = Resolver(GATEWAY, node, self.state_dir)
+        self.zone_changed = threading.Event()
+        self.services = ServiceWatch(self.api, self.call, self.zone_changed.set)
+        #: why the agent could not start (a sentence), if it could not
+        self.failure: Optional[str] = None
 
     # -- API helpers (rate limited)
 
@@ -1315,11 +1368,20 @@ class NodeAgent:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.preflight()
         self.created_bridge = ensure_bridge()
+        try:
+            self.resolver.join()
+        except ResolverError as err:
+            self.failure = str(err)
+            log.error("%s", err)
+            self.stopping.set()
+            return 1
         self._load_records()
         self.register()
         threading.Thread(target=self._heartbeats, daemon=True, name="heartbeat").start()
         threading.Thread(target=self._leases, daemon=True, name="lease").start()
         self.netpol.start(self.stopping)  # policies, pods and namespaces listed before any pod runs
+        self.services.start(self.stopping)  # Services listed before any container gets their variables
+        threading.Thread(target=self._publish_zone, daemon=True, name="dns-records").start()
         log.info("node %s ready (pods on 10.213.%s.0/24)", self.node, self.index)
         selector = f"spec.nodeName={self.node}"
         while not self.stopping.is_set():
@@ -1348,13 +1410,31 @@ class NodeAgent:
                 time.sleep(0.5)
         return 0
 
+    def _publish_zone(self) -> None:
+        """Keep this agent's records in the resolver equal to the cluster's Services and ready
+        endpoints (one rewrite per burst of changes)."""
+        while not self.stopping.is_set():
+            if not self.zone_changed.wait(0.5):
+                continue
+            self.zone_changed.clear()
+            try:
+                self.resolver.publish(zone_records(self.services.services(), self.services.endpoints(),
+                                                   self.cluster_domain))
+            except OSError as err:
+                log.warning("cannot write the cluster DNS records: %s", err)
+
     def shutdown(self) -> None:
-        """Kill every pod's processes, remove namespaces, mark the Node NotReady."""
+        """Kill every pod's processes, remove namespaces, mark the Node NotReady, leave the
+        host's resolver (stopped if no other agent uses it)."""
         self.stopping.set()
         with self.lock:
             workers = list(self.workers.values())
         for worker in workers:
             worker.kill_now()
+        try:
+            self.resolver.leave()
+        except OSError as err:
+            log.warning("leaving the cluster DNS resolver: %s", err)
         try:
             self.heartbeat(ready=False)
         except Exception:
@@ -1383,6 +1463,10 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-lease-duration-seconds", type=_positive_seconds, default=LEASE_SECONDS,
                         help="the Node's Lease duration; renewed every quarter of it (default, as a kubelet's: "
                              f"{LEASE_SECONDS})")
+    parser.add_argument("--cluster-domain", default=CLUSTER_DOMAIN,
+                        help=f"the cluster's DNS domain, in pods' search path (default, as a kubelet's: {CLUSTER_DOMAIN})")
+    parser.add_argument("--resolv-conf", default=NODE_RESOLV_CONF,
+                        help="the node's resolver file, for pods with dnsPolicy Default (default: /etc/resolv.conf)")
     parser.add_argument("--cpu", default="8", help="cpu capacity the Node reports")
     parser.add_argument("--memory", default="32Gi", help="memory capacity the Node reports")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -1399,7 +1483,8 @@ def run_node(args) -> int:
         index = int(m.group(1)) if m else 1
     agent = NodeAgent(args.kubeconfig, args.node, ImageTable.load(args.images), Path(args.state_dir),
                       index=index, qps=args.kube_api_qps, cpu=args.cpu, memory=args.memory,
-                      lease_seconds=args.node_lease_duration_seconds)
+                      lease_seconds=args.node_lease_duration_seconds, cluster_domain=args.cluster_domain,
+                      resolv_conf=args.resolv_conf)
 
     def on_signal(signum, frame):
         log.info("signal %s: shutting down", signum)
@@ -1413,4 +1498,7 @@ def run_node(args) -> int:
         if not runner.is_alive():
             break
     agent.shutdown()
+    if agent.failure:
+        print(f"tycho_testbed node: {agent.failure}", file=sys.stderr)
+        return 1
     return 0
