@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager and kube-scheduler from Debian's own
+# Build kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy from Debian's own
 # `kubernetes` source package (see shared/design/LOCAL-CLUSTER.md), and cache them outside the
-# repository, keyed on the source package version. A second run with a warm cache takes seconds.
+# repository, keyed on the source package version. A second run with a warm cache takes seconds;
+# a cache missing some of them (one made before kube-proxy joined) builds just those. Runs that
+# overlap (test sessions side by side) wait for each other's build instead of sharing its tree.
 #
 # Prints the directory holding the binaries on its last line of stdout.
 set -euo pipefail
@@ -10,7 +12,11 @@ CACHE_ROOT="${TYCHO_TESTBED_CACHE:-$HOME/.cache/tycho-testbed}"
 log() { echo "build-control-plane: $*" >&2; }
 
 need_apt=()
-for pkg in golang-go rsync jq etcd-server golang-github-modern-go-reflect2-dev dpkg-dev iproute2 openssl; do
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+# Beside the build's: what the test bed runs with (kube-proxy's iptables, ipset for its --cleanup,
+# conntrack for its UDP Services; socat, the relay to the API server; nftables, the guard).
+for pkg in golang-go rsync jq etcd-server golang-github-modern-go-reflect2-dev dpkg-dev iproute2 openssl \
+           iptables ipset conntrack socat nftables; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 
@@ -37,8 +43,8 @@ fi
 [ -n "$version" ] || { log "Debian source package 'kubernetes' not found"; exit 1; }
 
 out="$CACHE_ROOT/kubernetes-$version/bin"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kube-scheduler" ] \
-   && [ ${#need_apt[@]} -eq 0 ]; then
+missing() { for b in "${BINARIES[@]}"; do [ -x "$out/$b" ] || echo "$b"; done; }
+if [ -z "$(missing)" ] && [ ${#need_apt[@]} -eq 0 ]; then
   log "cached: $out"
   echo "$out"
   exit 0
@@ -50,7 +56,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
 fi
 
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kube-scheduler" ]; then
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/build.lock"
+flock 9   # another run building now: wait for it, then use what it built
+todo=($(missing))
+if [ ${#todo[@]} -eq 0 ]; then
   log "cached: $out"
   echo "$out"
   exit 0
@@ -67,15 +77,15 @@ rm -rf "$vend"; mkdir -p "$vend"
 cp -r /usr/share/gocode/src/github.com/modern-go/reflect2/. "$vend/"
 rm -f "$vend/go.mod" "$vend/go.sum"
 
-log "building (8-10 min cold on 2 cores)"
+log "building ${todo[*]} (all four: about 10 min cold on 2 cores; kube-proxy alone: 3 min)"
 export GOCACHE="$CACHE_ROOT/gocache" GOFLAGS="-mod=vendor"
-(cd "$work/src" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >&2)
+(cd "$work/src" && make WHAT="${todo[*]/#/cmd/}" >&2)
 
-mkdir -p "$out.tmp"
-for b in kube-apiserver kube-controller-manager kube-scheduler; do
-  cp "$work/src/_output/bin/$b" "$out.tmp/$b"
+# Each binary lands under its final name only once whole (a copy, then a rename).
+mkdir -p "$out"
+for b in "${todo[@]}"; do
+  cp "$work/src/_output/bin/$b" "$out/.$b.tmp" && mv "$out/.$b.tmp" "$out/$b"
 done
-rm -rf "$out"; mv "$out.tmp" "$out"
 rm -rf "$work"   # the source tree is 1+ GB once built; the Go build cache stays for rebuilds
 log "built: $out"
 echo "$out"
