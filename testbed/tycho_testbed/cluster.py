@@ -5,11 +5,16 @@ Nothing here imitates Kubernetes: the binaries are the real v1.20 ones built fro
 ``kubernetes`` source package by ``testbed/build-control-plane.sh``; this module only gives them
 certificates, ports and flags, starts them, and stops them. Beside them it runs the test bed's
 storage provisioner (:mod:`tycho_testbed.provisioner`), which plays what a cluster's storage
-add-on (minikube's hostpath provisioner, a CSI driver) does, and creates its StorageClasses.
+add-on (minikube's hostpath provisioner, a CSI driver) does, and creates its StorageClasses, and
+kube-proxy with what the host needs around it (:mod:`tycho_testbed.service_network`): one per
+host, as every node of the test bed is this host.
 """
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -23,6 +28,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from .service_network import NODE_ADDRESS
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "build-control-plane.sh"
 
@@ -39,8 +46,15 @@ CONTROLLERS = "*,-nodeipam,-attachdetach,-ttl,-route,-service,-cloud-node-lifecy
 #: it every quarter of it, as kubelets do by default (40 s, every 10 s). Checked every 2 s (5 s).
 NODE_MONITOR_GRACE_SECONDS = 20
 NODE_MONITOR_PERIOD_SECONDS = 2
-#: Stopped in this order (the provisioner first, etcd last).
-COMPONENTS = ("provisioner", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+#: Stopped in this order (kube-proxy first, etcd last).
+COMPONENTS = ("kube-proxy", "apiserver-relay", "provisioner", "kube-scheduler", "kube-controller-manager",
+              "kube-apiserver", "etcd")
+#: The node kube-proxy runs as (``--hostname-override``): the first node agent's name. All the
+#: test bed's nodes are this host; for ``externalTrafficPolicy: Local`` only this one's
+#: endpoints count as local.
+KUBE_PROXY_NODE = "tycho-node-1"
+
+log = logging.getLogger("tycho_testbed.cluster")
 #: The components' own API client rate limits. Kubernetes' defaults (scheduler 50/100,
 #: controller-manager 20/30) would be what limits a burst on this test bed, not the code
 #: under test; raised so that what is measured is the spawner.
@@ -73,7 +87,8 @@ def free_port() -> int:
 
 
 def ensure_binaries() -> Path:
-    """Build (or find cached) kube-apiserver, kube-scheduler, kube-controller-manager; return their dir."""
+    """Build (or find cached) kube-apiserver, kube-scheduler, kube-controller-manager and
+    kube-proxy; return their dir."""
     done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {done.returncode}")
@@ -134,20 +149,32 @@ class ControlPlane:
 
     # ---------------------------------------------------------------- setup
 
+    def _sans(self) -> str:
+        """Names the serving certificate is valid for: loopback for the host's clients, and the
+        ``kubernetes`` Service's address and names for pods (first address of the service
+        range, as the API server allocates it) and its endpoint on the pods' bridge."""
+        service_ip = next(ipaddress.ip_network(self.config.service_cluster_ip_range).hosts())
+        names = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+        return ("subjectAltName=IP:127.0.0.1,DNS:localhost," + f"IP:{service_ip},IP:{NODE_ADDRESS},"
+                + ",".join(f"DNS:{n}" for n in names) + "\n")
+
     def _pki(self) -> None:
         pki = self.state_dir / "pki"
-        if (pki / "apiserver.crt").exists():
+        sans = self._sans()
+        if (pki / "apiserver.crt").exists() and (pki / "san.cnf").read_text() == sans:
             return
         pki.mkdir(parents=True, exist_ok=True)
-        _run_openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                     "-days", "365", "-subj", "/CN=tycho-testbed-ca", cwd=pki)
+        if not (pki / "ca.crt").exists():
+            _run_openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                         "-days", "365", "-subj", "/CN=tycho-testbed-ca", cwd=pki)
+            _run_openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+            _run_openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+        # (Re)made when the names change: a state dir from before the Service names were added.
         _run_openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
                      "-subj", "/CN=kube-apiserver", cwd=pki)
-        (pki / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n")
+        (pki / "san.cnf").write_text(sans)
         _run_openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                      "-out", "apiserver.crt", "-days", "365", "-extfile", "san.cnf", cwd=pki)
-        _run_openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-        _run_openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
     def _write_kubeconfig(self, path: Path, token: str, user: str, namespace: Optional[str] = None) -> None:
         context = {"cluster": "tycho-testbed", "user": user}
@@ -164,12 +191,12 @@ class ControlPlane:
         }, indent=2))
         path.chmod(0o600)
 
-    def _spawn(self, name: str, argv: list, detach: bool) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list, detach: bool, pass_fds: tuple = ()) -> subprocess.Popen:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = open(logs / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.state_dir,
-                                start_new_session=True,
+                                start_new_session=True, pass_fds=pass_fds,
                                 preexec_fn=None if detach else die_with_parent)
         log.close()
         self.processes[name] = proc
@@ -207,11 +234,16 @@ class ControlPlane:
         etcd_port = self.config.etcd_port or free_port()
         peer_port = free_port()
         token = secrets.token_hex(24)
-        (self.state_dir / "tokens.csv").write_text(f"{token},admin,admin,system:masters\n")
+        # kube-proxy acts as the user the API server's default RBAC binds to system:node-proxier.
+        proxy_token = secrets.token_hex(24)
+        (self.state_dir / "tokens.csv").write_text(f"{token},admin,admin,system:masters\n"
+                                                   f"{proxy_token},system:kube-proxy,kube-proxy\n")
         (self.state_dir / "tokens.csv").chmod(0o600)
         (self.state_dir / "cluster.json").write_text(json.dumps(
-            {"server": f"https://127.0.0.1:{api_port}", "admin_token": token, "etcd": f"http://127.0.0.1:{etcd_port}"}))
+            {"server": f"https://127.0.0.1:{api_port}", "admin_token": token, "etcd": f"http://127.0.0.1:{etcd_port}",
+             "bin_dir": str(bin_dir)}))
         self._write_kubeconfig(self.kubeconfig_path, token, "admin")
+        self._write_kubeconfig(self.state_dir / "kube-proxy.kubeconfig", proxy_token, "system:kube-proxy")
         pki = self.state_dir / "pki"
         data = self.state_dir / "etcd"
         shutil.rmtree(data, ignore_errors=True)
@@ -240,9 +272,10 @@ class ControlPlane:
             # allowed (zero-to-jupyterhub's metadata-blocking init container is one).
             "--allow-privileged=true",
             "--service-cluster-ip-range", self.config.service_cluster_ip_range,
-            # The API server refuses loopback endpoints for its own Service: give it a
-            # placeholder and do not reconcile endpoints (nothing routes Service IPs here).
-            "--advertise-address", "10.255.255.1", "--endpoint-reconciler-type", "none",
+            # The `kubernetes` Service's endpoint, reconciled by the API server itself: the
+            # node's address on the pods' bridge, where a relay passes connections to
+            # 127.0.0.1 (it refuses loopback endpoints; it listens on loopback only).
+            "--advertise-address", NODE_ADDRESS,
             "--v", "1",
         ], detach=self.config.detach)
         try:
@@ -265,6 +298,7 @@ class ControlPlane:
         self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common], detach=self.config.detach)
         try:
             self._start_storage()
+            self._start_services(bin_dir, api_port)
         except Exception:
             self.stop()
             raise
@@ -284,9 +318,73 @@ class ControlPlane:
                                     "--kubeconfig", str(self.kubeconfig_path), "--state-dir", str(self.state_dir)],
                     detach=self.config.detach)
 
+    def _start_services(self, bin_dir: Path, api_port: int) -> None:
+        """The relay to the API server for the ``kubernetes`` Service, then, if this host's Service
+        network is free, the forwarding guard and kube-proxy (:mod:`tycho_testbed.service_network`).
+        Another test bed holding it is said in one line: this one's Services do not route."""
+        from . import service_network
+        from .node import ensure_bridge
+
+        kube_proxy = bin_dir / "kube-proxy"
+        if not os.access(kube_proxy, os.X_OK):
+            raise ControlPlaneError(f"{kube_proxy} is missing: run {BUILD_SCRIPT}")
+        if ensure_bridge():  # the node agents find it; removed at stop if no pod uses it
+            (self.state_dir / "bridge-created").touch()
+        self._spawn("apiserver-relay", service_network.relay_argv(api_port), detach=self.config.detach)
+        fd = service_network.claim(self.state_dir)
+        if fd is None:
+            log.warning("Services of the test bed in %s do not route: this host's Service network belongs to "
+                        "the test bed in %s (one kube-proxy per host)", self.state_dir, service_network.holder())
+            return
+        try:
+            service_network.cleanup_rules(kube_proxy)  # whatever an owner that died left
+            service_network.prepare_host(self.state_dir)
+            argv = service_network.kube_proxy_argv(kube_proxy, self.state_dir / "kube-proxy.kubeconfig",
+                                                   KUBE_PROXY_NODE, free_port(), free_port())
+            proc = self._spawn("kube-proxy", argv, detach=self.config.detach, pass_fds=(fd,))
+        except Exception:
+            service_network.restore_host()
+            raise
+        finally:
+            os.close(fd)  # kube-proxy holds the lock from here on
+        service_network.wait_synced(proc, self.state_dir / "logs" / "kube-proxy.log")
+
+    def _stop_services(self, owned: bool) -> None:
+        """Once kube-proxy is gone: its rules removed, forwarding and the guard as they were (if
+        no other test bed took the host's Service network meanwhile), the bridge if made here."""
+        from . import service_network
+        from .node import BRIDGE, bridge_ports
+
+        if owned:
+            fd = os.open(service_network.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            log.warning("the host's Service network is held by %s: left to it",
+                                        service_network.holder())
+                            return
+                        time.sleep(0.05)
+                if service_network.owned_by(self.state_dir):
+                    bin_dir = Path(self._info().get("bin_dir") or ensure_binaries())
+                    service_network.cleanup_rules(bin_dir / "kube-proxy")
+                    service_network.restore_host()
+            finally:
+                os.close(fd)
+        marker = self.state_dir / "bridge-created"
+        if marker.exists():
+            if not bridge_ports():
+                subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+            marker.unlink()
+
     def stop(self, timeout: float = 10) -> None:
-        """SIGTERM every component (provisioner first, etcd last), SIGKILL what is left, then
-        unmount the sized volumes (their data goes with the cluster, as etcd's does)."""
+        """SIGTERM every component (kube-proxy first, etcd last), SIGKILL what is left, then
+        remove kube-proxy's rules and put the host's forwarding back (if this test bed had
+        them), and unmount the sized volumes (their data goes with the cluster, as etcd's does)."""
         pids = {}
         pid_dir = self.state_dir / "pids"
         for name in COMPONENTS:
@@ -313,6 +411,7 @@ class ControlPlane:
             if proc is not None:
                 proc.wait()
             (pid_dir / f"{name}.pid").unlink(missing_ok=True)
+        self._stop_services(owned="kube-proxy" in pids)
         from .provisioner import unmount_all
 
         unmount_all(self.volumes_dir)

@@ -26,7 +26,6 @@ What is simulated, explicitly:
   table fails like a missing image (``ErrImagePull``, then ``ImagePullBackOff``);
 * the root filesystem is the host's (only volumes, the working directory and ``/tmp`` are
   private to the pod), and resources (cpu, memory) are recorded, not enforced: no cgroups;
-* no kube-proxy: Service cluster IPs do not route (pods are reached by pod IP);
 * cluster DNS is not CoreDNS in pods but one dnsmasq for the whole host on the node side of the
   bridge (:mod:`tycho_testbed.resolver`), fed by the agents with their cluster's Service
   records (:mod:`tycho_testbed.dns`); pods get the kubelet's resolv.conf, hosts file, hostname
@@ -151,6 +150,9 @@ def create_pod_network(uid: str, ip: str) -> None:
     sh("ip", "netns", "add", ns)
     sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
     sh("ip", "link", "set", host_if, "master", BRIDGE)
+    # Hairpin, as a CNI bridge plugin's hairpinMode: a pod reaching itself through its Service
+    # comes back out of the bridge port it came in by.
+    sh("ip", "link", "set", host_if, "type", "bridge_slave", "hairpin", "on")
     sh("ip", "link", "set", host_if, "up")
     sh("ip", "-n", ns, "link", "set", "lo", "up")
     sh("ip", "-n", ns, "addr", "add", f"{ip}/{NETWORK.prefixlen}", "dev", "eth0")
