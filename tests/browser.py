@@ -14,7 +14,10 @@ def chromium() -> webdriver.Chrome:
     assert binary and driver, "Debian's chromium and chromium-driver are needed (bin/stage setup)"
     options = Options()
     options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+    # A tall window: JupyterHub 6's pages scroll an inner container, and a card of the spawn
+    # form below the fold is then "not clickable" (under the container's edge) for Selenium.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,3000"):
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(driver), options=options)
     browser.set_page_load_timeout(30)
