@@ -525,6 +525,9 @@ class TychoSpawner(KubeSpawner):
     _start_deadline: Optional[float] = None
     _policy_created = False
     _token_secret_created = False
+    #: The uid of the pod this start created (None: not created yet, or a start adopted at a
+    #: hub restart, which waits for whatever pod has the name).
+    _created_uid: Optional[str] = None
 
     async def load_user_options(self):
         """The first step of KubeSpawner's start: the catalog entry replaces `profile_list`.
@@ -540,6 +543,7 @@ class TychoSpawner(KubeSpawner):
             raise self._render_failure(system, err) from None
         self._system = system
         self._policy_created = self._token_secret_created = False
+        self._created_uid = None
         self._start_deadline = time.monotonic() + self.start_timeout
         self.log.info(
             "%s: starting %s (choices %s) as pod %s, port %s",
@@ -619,8 +623,9 @@ class TychoSpawner(KubeSpawner):
             if err.status == 422:
                 raise SpawnException(f"Kubernetes rejected the pod: {_api_message(err)}", reason="invalid") from None
             raise self._api_failure("create pods", err) from None
-        if self.hub_token_secret and created:
-            await self._own_token_secret(name, json.loads(created)["metadata"]["uid"])
+        self._created_uid = json.loads(created)["metadata"]["uid"] if created else None
+        if self.hub_token_secret and self._created_uid:
+            await self._own_token_secret(name, self._created_uid)
         return True
 
     @property
@@ -688,7 +693,7 @@ class TychoSpawner(KubeSpawner):
         """KubeSpawner waits on this before its after-pod steps; inside a start it wakes on the watch."""
         if self._start_deadline is None:
             return super().pod_has_uid(pod)
-        return self._wait_for(lambda: super(TychoSpawner, self).pod_has_uid(self._current_pod()))
+        return self._wait_for(lambda: super(TychoSpawner, self).pod_has_uid(self._starting_pod()))
 
     def is_pod_running(self, pod):
         """Whether the pod is ready; inside a start, an awaitable that waits for it.
@@ -713,7 +718,7 @@ class TychoSpawner(KubeSpawner):
     async def _wait_until_ready(self) -> bool:
         last = None
         while True:
-            verdict = podstatus.assess(self._current_pod(), self.fatal_waiting_reasons, self.unschedulable_is_fatal)
+            verdict = podstatus.assess(self._starting_pod(), self.fatal_waiting_reasons, self.unschedulable_is_fatal)
             recheck = None
             if verdict.reason == podstatus.UNBOUND_CLAIM:
                 verdict = await self._claims_verdict(verdict)
@@ -741,7 +746,7 @@ class TychoSpawner(KubeSpawner):
 
     async def _claims_verdict(self, waiting: podstatus.Verdict) -> podstatus.Verdict:
         """The scheduler waits for the pod's claims: say whether they are coming, and if not why."""
-        pod = self._current_pod() or {}
+        pod = self._starting_pod() or {}
         names = [v["persistentVolumeClaim"]["claimName"] for v in (pod.get("spec") or {}).get("volumes") or []
                  if v.get("persistentVolumeClaim")]
         for name in names:
@@ -774,6 +779,15 @@ class TychoSpawner(KubeSpawner):
     def _current_pod(self) -> Optional[dict]:
         reflector = self.pod_reflector
         return reflector.pods.get(self._pod_key) if reflector else None
+
+    def _starting_pod(self) -> Optional[dict]:
+        """The pod this start created, as the cache has it. A pod of the same name from before
+        (a leftover this start deleted, whose deletion the cache has not seen yet) must not pass
+        for it: its address would become the server's."""
+        pod = self._current_pod()
+        if self._created_uid is not None and _uid(pod) != self._created_uid:
+            return None
+        return pod
 
     async def _changed(self, timeout: Optional[float]) -> bool:
         return await self.pod_reflector.changed(self._pod_key, timeout)
