@@ -45,10 +45,11 @@ import logging
 import shutil
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from .informer import list_and_watch
 
 log = logging.getLogger("tycho_testbed.netpol")
 
@@ -755,45 +756,20 @@ class Enforcer:
                     return
 
     def _watch(self, kind: str, lister, store: _Store, key, parse, synced: threading.Event) -> None:
-        from kubernetes import watch
-        from kubernetes.client.rest import ApiException
+        def listed(items: list, rv: str) -> None:
+            with self.lock:
+                changed = store.sync({key(o): (_rv(o), parse(o)) for o in items}, int(rv), lambda k: True)
+            if changed:
+                self.dirty.set()
 
-        rv = None
-        while not self.stopping.is_set():
-            try:
-                if rv is None:
-                    listing = json.loads(self.call(lister, _preload_content=False).data)
-                    rv = listing["metadata"]["resourceVersion"]
-                    with self.lock:
-                        changed = store.sync({key(o): (_rv(o), parse(o)) for o in listing["items"]},
-                                             int(rv), lambda k: True)
-                    synced.set()
-                    if changed:
-                        self.dirty.set()
-                w = watch.Watch()
-                for event in w.stream(lister, resource_version=rv, timeout_seconds=60, _request_timeout=90):
-                    if self.stopping.is_set():
-                        w.stop()
-                        return
-                    obj = event["raw_object"]
-                    rv = obj["metadata"]["resourceVersion"]
-                    value = None if event["type"] == "DELETED" else parse(obj)
-                    with self.lock:
-                        changed = store.put(key(obj), _rv(obj), value)
-                    if changed:
-                        self.dirty.set()
-            except ApiException as err:
-                if self.stopping.is_set():
-                    return
-                log.warning("watching %s: %s, relisting", kind, err.reason)
-                rv = None
-                time.sleep(1.0)
-            except Exception as err:
-                if self.stopping.is_set():
-                    return
-                log.warning("watching %s failed: %s, relisting", kind, err)
-                rv = None
-                time.sleep(1.0)
+        def seen(event_type: str, obj: dict) -> None:
+            value = None if event_type == "DELETED" else parse(obj)
+            with self.lock:
+                changed = store.put(key(obj), _rv(obj), value)
+            if changed:
+                self.dirty.set()
+
+        list_and_watch(kind, lister, self.call, self.stopping, listed, seen, synced)
 
     # -- local pods
 

@@ -1381,7 +1381,7 @@ class NodeAgent:
         self.register()
         threading.Thread(target=self._heartbeats, daemon=True, name="heartbeat").start()
         threading.Thread(target=self._leases, daemon=True, name="lease").start()
-        self.netpol.start(self.stopping)  # policies, pods and namespaces listed before any pod runs
+        self.netpol.start(self.stopping)  # policies, pods, namespaces, Services, Endpoints listed before any pod runs
         self.services.start(self.stopping)  # Services listed before any container gets their variables
         threading.Thread(target=self._publish_zone, daemon=True, name="dns-records").start()
         log.info("node %s ready (pods on 10.213.%s.0/24)", self.node, self.index)

@@ -7,14 +7,11 @@ the whole cluster; every change wakes ``on_change`` (the agent rewrites its DNS 
 """
 from __future__ import annotations
 
-import json
-import logging
 import threading
-import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
-log = logging.getLogger("tycho_testbed.service_watch")
+from .informer import list_and_watch
 
 
 @dataclass(frozen=True)
@@ -116,51 +113,27 @@ class ServiceWatch:
             return list(self._endpoints.values())
 
     def _watch(self, kind: str, lister, store: dict, parse, synced: threading.Event) -> None:
-        from kubernetes import watch
-        from kubernetes.client.rest import ApiException
+        def listed(items: list, rv: str) -> None:
+            fresh = {_key(o): parse(o) for o in items}
+            with self.lock:
+                changed = fresh != store
+                store.clear()
+                store.update(fresh)
+            if changed:
+                self.on_change()
 
-        rv: Optional[str] = None
-        while not self.stopping.is_set():
-            try:
-                if rv is None:
-                    listing = json.loads(self.call(lister, _preload_content=False).data)
-                    rv = listing["metadata"]["resourceVersion"]
-                    fresh = {_key(o): parse(o) for o in listing["items"]}
-                    with self.lock:
-                        changed = fresh != store
-                        store.clear()
-                        store.update(fresh)
-                    synced.set()
-                    if changed:
-                        self.on_change()
-                w = watch.Watch()
-                for event in w.stream(lister, resource_version=rv, timeout_seconds=60, _request_timeout=90):
-                    if self.stopping.is_set():
-                        w.stop()
-                        return
-                    obj = event["raw_object"]
-                    rv = obj["metadata"]["resourceVersion"]
-                    with self.lock:
-                        before = store.get(_key(obj))
-                        if event["type"] == "DELETED":
-                            store.pop(_key(obj), None)
-                        else:
-                            store[_key(obj)] = parse(obj)
-                        changed = store.get(_key(obj)) != before
-                    if changed:
-                        self.on_change()
-            except ApiException as err:
-                if self.stopping.is_set():
-                    return
-                log.warning("watching %s: %s, relisting", kind, err.reason)
-                rv = None
-                time.sleep(1.0)
-            except Exception as err:
-                if self.stopping.is_set():
-                    return
-                log.warning("watching %s failed: %s, relisting", kind, err)
-                rv = None
-                time.sleep(1.0)
+        def seen(event_type: str, obj: dict) -> None:
+            with self.lock:
+                before = store.get(_key(obj))
+                if event_type == "DELETED":
+                    store.pop(_key(obj), None)
+                else:
+                    store[_key(obj)] = parse(obj)
+                changed = store.get(_key(obj)) != before
+            if changed:
+                self.on_change()
+
+        list_and_watch(kind, lister, self.call, self.stopping, listed, seen, synced)
 
 
 def _key(obj: dict) -> str:

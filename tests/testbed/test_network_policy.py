@@ -9,7 +9,8 @@ The egress test needs destinations outside the cluster without sending anything 
 machine: a "world" pod whose network namespace also holds the cloud metadata address
 (169.254.169.254), the Kubernetes API's Service address and an address standing for the
 internet (203.0.113.10, a documentation range), and routes in the client pod that reach them
-on the pods' bridge. Nothing is routed through the host (which does not forward).
+on the pods' bridge, so that nothing goes through the host (which forwards only between pods,
+for kube-proxy, and would translate the Service address).
 """
 from __future__ import annotations
 
