@@ -72,17 +72,24 @@ class Testbed:
             helm.install(str(CHART), self.release, merged, namespace=self.namespace)
 
     def wait_for_rollout(self, timeout: float = 300) -> None:
-        """Until the hub's and the proxy's Deployments have their newest pod ready."""
+        """Until the hub's and the proxy's Deployments have their newest pod ready, and the hub
+        answers through the public URL: a pod's readiness reaches kube-proxy's rules a moment
+        later (the proxy answers 503 meanwhile, right after an upgrade's new hub pod is ready)."""
         apps = client.AppsV1Api(self.api())
         deadline = time.monotonic() + timeout
         names = [f"{self.release}-hub", f"{self.release}-proxy"]
         while True:
             pending = [n for n in names if not _rolled_out(apps.read_namespaced_deployment(n, self.namespace))]
             if not pending:
-                return
+                break
             if time.monotonic() > deadline:
                 raise RolloutFailed(f"not rolled out within {timeout:.0f} s: {', '.join(pending)}\n"
                                     + self.pod_report())
+            time.sleep(0.5)
+        url = f"{self.public_url()}/hub/health"
+        while (answer := _status(url)) != 200:
+            if time.monotonic() > deadline:
+                raise RolloutFailed(f"rolled out, but {url} answers {answer} after {timeout:.0f} s\n" + self.pod_report())
             time.sleep(0.5)
 
     def pod_report(self) -> str:
@@ -139,6 +146,16 @@ class Testbed:
 def _releases(helm) -> list:
     found = helm.list(all_states=True)
     return list(getattr(found, "releases", None) or found or [])
+
+
+def _status(url: str):
+    """The HTTP status of a GET, or the error in words."""
+    import requests
+
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.RequestException as err:
+        return f"nothing ({type(err).__name__})"
 
 
 def _name(release) -> str:
