@@ -80,8 +80,10 @@ def assess(
     scheduled = conditions.get("PodScheduled")
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         message = scheduled.get("message") or "no node can run it"
-        if "persistentvolumeclaim" in message.lower():
-            # The scheduler waits for the user's storage; whether it will come is the claim's story.
+        if "persistentvolumeclaim" in message.lower() or "bound to non-existent pv" in message.lower():
+            # The scheduler waits for the user's storage (or for its cache to see the volume a
+            # claim was just bound to, e.g. after an API server restart); whether it will come
+            # is the claim's story.
             return Verdict(PENDING, f"waiting for the storage volume: {message}", UNBOUND_CLAIM)
         if unschedulable_is_fatal:
             return Verdict(FAILED, f"no node can run this server (Unschedulable): {message}", "Unschedulable")
