@@ -8,21 +8,13 @@ from tycho_testbed.netpol import (
     ContainerPort,
     Pod,
     PodRules,
-    Policy,
     PortRange,
     compute_rules,
     nft_script,
 )
 
-NODE = ["10.213.0.1"]
+from netpol_builders import NODE, pod, policy
 
-
-def pod(name, ip, namespace="apps", ports=(), **labels):
-    return Pod(namespace, name, f"uid-{namespace}-{name}", tuple(sorted(labels.items())), ip, tuple(ports))
-
-
-def policy(spec, name="p", namespace="apps"):
-    return Policy.from_api({"metadata": {"namespace": namespace, "name": name}, "spec": spec})
 
 
 def rules(target, pods, policies, namespaces=None):

@@ -8,23 +8,14 @@ from tycho_testbed.netpol import (
     ContainerPort,
     Destination,
     Endpoints,
-    Pod,
-    Policy,
     PortRange,
     Service,
     compute_rules,
     nft_script,
 )
 
-NODE = ["10.213.0.1"]
+from netpol_builders import NODE, pod, policy
 
-
-def pod(name, ip, namespace="apps", ports=(), **labels):
-    return Pod(namespace, name, f"uid-{namespace}-{name}", tuple(sorted(labels.items())), ip, tuple(ports))
-
-
-def policy(spec, name="p", namespace="apps"):
-    return Policy.from_api({"metadata": {"namespace": namespace, "name": name}, "spec": spec})
 
 
 def service(name, cluster_ip, ports, namespace="apps"):
