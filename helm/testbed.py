@@ -123,24 +123,35 @@ class Testbed:
             done.append(f"release {self.release} uninstalled")
         core = client.CoreV1Api(self.api())
         servers = SERVERS.format(release=self.release)
-        pods = core.list_namespaced_pod(self.namespace, label_selector=servers).items
+        pods = [p for p in core.list_namespaced_pod(self.namespace, label_selector=servers).items
+                if not p.metadata.deletion_timestamp]
         for pod in pods:
-            core.delete_namespaced_pod(pod.metadata.name, self.namespace, grace_period_seconds=1)
+            _delete(core.delete_namespaced_pod, pod.metadata.name, self.namespace, grace_period_seconds=1)
         networking = client.NetworkingV1Api(self.api())
         for policy in networking.list_namespaced_network_policy(self.namespace, label_selector=servers).items:
-            networking.delete_namespaced_network_policy(policy.metadata.name, self.namespace)
+            _delete(networking.delete_namespaced_network_policy, policy.metadata.name, self.namespace)
         if pods:
             done.append(f"{len(pods)} server(s) stopped: {', '.join(p.metadata.name for p in pods)}")
         claims = core.list_namespaced_persistent_volume_claim(self.namespace, label_selector=CLAIMS).items
         if purge:
             for claim in claims:
-                core.delete_namespaced_persistent_volume_claim(claim.metadata.name, self.namespace)
+                _delete(core.delete_namespaced_persistent_volume_claim, claim.metadata.name, self.namespace)
             if claims:
                 done.append(f"{len(claims)} user claim(s) deleted: {', '.join(c.metadata.name for c in claims)}")
         elif claims:
             done.append(f"kept users' files: {', '.join(c.metadata.name for c in claims)} "
                         f"(bin/stage chart down --purge deletes them)")
         return done
+
+
+def _delete(delete, name: str, namespace: str, **kwargs) -> None:
+    """Delete, counting an object already gone as deleted: a pod stopped by an earlier
+    `chart down` may vanish between the list and the delete (CI: a second `down` got 404)."""
+    try:
+        delete(name, namespace, **kwargs)
+    except ApiException as err:
+        if err.status != 404:
+            raise
 
 
 def _releases(helm) -> list:
