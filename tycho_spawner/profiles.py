@@ -24,7 +24,7 @@ from .errors import CatalogError, OptionsError, SpecError, shown
 from .model import System
 
 _KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-PROFILE_FIELDS = ("display_name", "description", "order", "default", "disabled", "choices", "system")
+PROFILE_FIELDS = ("display_name", "description", "category", "order", "default", "disabled", "choices", "system")
 CHOICE_FIELDS = ("display_name", "default", "options")
 OPTION_FIELDS = ("display_name", "description", "set")
 #: Combinations of options checked at load; beyond it, each option is still checked alone.
@@ -129,7 +129,10 @@ class Profile:
     order: int
     default: bool
     choices: tuple[Choice, ...]
-    system_json: str  # the System description before choices, as JSON (immutable)
+    system_json: str
+    #: The heading the form lists this entry under ("" for none); entries of one category keep
+    #: their catalog order.
+    category: str = ""  # the System description before choices, as JSON (immutable)
 
     def choice(self, key: str) -> Optional[Choice]:
         for choice in self.choices:
@@ -298,6 +301,7 @@ def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
         key=key,
         display_name=_text(entry, "display_name", path, key),
         description=_text(entry, "description", path, ""),
+        category=_text(entry, "category", path, ""),
         order=order,
         default=default,
         choices=choices,
