@@ -5,6 +5,9 @@ remove servers' objects no hub record owns.
     tycho render PROFILE [--user U] [--server S] [--set CHOICE=OPTION | --set dotted.key=VALUE]
                                                   print the manifests, like `helm template`
     tycho validate FILE [FILE ...]                check catalog files; exit 1 naming the bad key
+    tycho images [FILE ...] [--alone] [--gate-image IMAGE] [--json | --helm-values]
+                                                  every image the catalog can launch, one a line
+                                                  (for pre-pullers and registry mirrors)
     tycho import-profiles VALUES.yaml             convert a z2jh singleuser.profileList (or a
                                                   KubeSpawner profile_list) to catalog entries
     tycho gc [--dry-run] [--namespace NS] [--selector LABELS] [--every SECONDS]
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -161,6 +165,51 @@ def cmd_validate(args) -> int:
     return status
 
 
+def default_gate_image() -> str:
+    """The gate image a hub uses unless configured: TychoSpawner.gate_image's default, read
+    from the class so that it cannot drift from what the spawner launches."""
+    from .spawner import TychoSpawner
+
+    return TychoSpawner.class_traits()["gate_image"].default_value
+
+
+def cmd_images(args) -> int:
+    from .catalog_images import catalog_images
+
+    # The catalog a hub with these catalog_files loads: the built-in one (unless --alone), then
+    # each file in order. Problems are reported as `tycho validate` reports them.
+    data: dict = {} if args.alone else catalog_data(True, [], {})
+    for path in args.files:
+        try:
+            data = merge(data, read_catalog_file(path))
+        except CatalogError as err:
+            print(f"{path}: invalid: {err.message}", file=sys.stderr)
+            return 1
+    try:
+        catalog = parse_catalog(data)
+    except CatalogError as err:
+        print(f"{', '.join(args.files) or 'catalog'}: invalid: {err}", file=sys.stderr)
+        return 1
+    if args.helm_values:
+        # The chart pulls its own singleuser.gate.image: listing one here would be a second
+        # place to keep it right.
+        images = catalog_images(catalog, None)
+        document = {"prePuller": {"images": [i.image for i in images]}}
+        sources = (["the built-in catalog"] if not args.alone else []) + list(args.files)
+        sys.stdout.write(f"# `tycho images --helm-values`, the catalog images of: {', '.join(sources)}. "
+                         "The chart adds singleuser.gate.image.\n")
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
+        return 0
+    gate = args.gate_image if args.gate_image is not None else default_gate_image()
+    images = catalog_images(catalog, gate or None)
+    if args.json:
+        print(json.dumps([i.as_dict() for i in images], indent=2))
+    else:
+        for image in images:
+            print(image.image)
+    return 0
+
+
 def read_yaml(path: str):
     """The YAML document in ``path``, or a ProfileListError saying in one line why not."""
     try:
@@ -292,6 +341,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--alone", action="store_true", help="check each file on its own, without the built-in catalog")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "images",
+        help="print every image the catalog can launch, one a line (for pre-pullers and registry mirrors)",
+        description="Print every image a user can launch from the catalog: each entry's containers with its "
+                    "default choices, with each option alone and with combinations of options, and tycho-gate's "
+                    "image when an entry is gated. The catalog is the built-in one with the FILEs merged over it "
+                    "in order (a chart values file works: its 'catalog' key), as a hub with these catalog files "
+                    "loads it; a broken catalog is reported as `tycho validate` reports it (exit 1).",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="catalog files merged in order over the built-in catalog")
+    p.add_argument("--alone", action="store_true", help="without the built-in catalog (builtin_catalog = False)")
+    p.add_argument("--gate-image", metavar="IMAGE",
+                   help="tycho-gate's image, as the hub's TychoSpawner.gate_image (default: its default); "
+                        "'' leaves it out")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="print a JSON list: each image with where it comes from (entry, container, options)")
+    out.add_argument("--helm-values", action="store_true",
+                     help="print a values file for the chart's pre-puller (prePuller.images; the chart adds "
+                          "singleuser.gate.image itself)")
+    p.set_defaults(func=cmd_images)
 
     p = sub.add_parser(
         "import-profiles",
