@@ -1,11 +1,13 @@
 """Command line of the test bed.
 
-    python -m tycho_testbed cluster up|down|status|env [--state-dir D] [--nodes N] [--images FILE]
+    python -m tycho_testbed cluster up|down|status|env [--state-dir D] [--nodes N] [--gpu-node] [--images FILE]
     python -m tycho_testbed node --kubeconfig K --node NAME --state-dir D [--images FILE]
+                                 [--label K=V] [--taint K=V:Effect] [--extended-resource D/N=COUNT]
     python -m tycho_testbed provisioner --kubeconfig K --state-dir D
 
 `cluster up` starts the control plane (with the storage provisioner) and N node agents
-detached (they outlive the command; `cluster down` stops them). The state directory (default
+detached (they outlive the command; `cluster down` stops them); with --gpu-node also the GPU
+node `tycho-node-gpu` (see GPU_NODE: labelled, tainted, two nvidia.com/gpu in its capacity). The state directory (default
 $TYCHO_TESTBED_STATE or ~/.cache/tycho-testbed/run) holds certificates, kubeconfigs, logs, pid
 files and the volumes' storage. $TYCHO_TESTBED_PYTHON chooses the Python that runs the node
 agents and the provisioner, and so the programs of the image table (default: this one).
@@ -19,6 +21,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Sequence
+
+#: The test bed's GPU node, as a cloud's GPU node pool makes them: labelled (as NVIDIA's GPU
+#: feature discovery does) and tainted so that only pods that tolerate the taint land there
+#: (which a GPU request's toleration does), with two ``nvidia.com/gpu`` in its capacity. The
+#: GPUs are numbers for the scheduler: no device is attached, a pod gets no /dev/nvidia*.
+GPU_NODE = "tycho-node-gpu"
+GPU_NODE_LABELS = {"nvidia.com/gpu.present": "true", "tycho.test/accelerator": "nvidia-t4"}
+GPU_NODE_TAINTS = ("nvidia.com/gpu=present:NoSchedule",)
+GPU_NODE_RESOURCES = {"nvidia.com/gpu": "2"}
 
 DEFAULT_STATE = Path(os.environ.get("TYCHO_TESTBED_STATE", Path.home() / ".cache" / "tycho-testbed" / "run"))
 
@@ -49,8 +61,13 @@ def _alive(pid: int) -> bool:
 
 
 def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_path=None,
-               index=None, detach=True) -> subprocess.Popen:
+               index=None, detach=True, labels: Optional[dict] = None, taints: Sequence[str] = (),
+               extended_resources: Optional[dict] = None) -> subprocess.Popen:
     """Start one node agent as a detached process; its log goes to ``log_path``.
+
+    ``labels``, ``taints`` (``key=value:Effect``) and ``extended_resources`` (name -> count)
+    are the Node's besides the agent's own (see the node command's --label, --taint,
+    --extended-resource).
 
     It runs under ``testbed_python()`` ($TYCHO_TESTBED_PYTHON or this Python): pods' programs
     (jupyterhub-singleuser, tycho-gate...) come from that environment, as images are
@@ -67,6 +84,12 @@ def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_pa
         argv += ["--index", str(index)]
     if images:
         argv += ["--images", str(images)]
+    for key, value in (labels or {}).items():
+        argv += ["--label", f"{key}={value}"]
+    for taint in taints:
+        argv += ["--taint", taint]
+    for resource, count in (extended_resources or {}).items():
+        argv += ["--extended-resource", f"{resource}={count}"]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -74,6 +97,13 @@ def start_node(kubeconfig: Path, name: str, state_dir: Path, images=None, log_pa
     finally:
         if log_path:
             log.close()
+
+
+def start_gpu_node(kubeconfig: Path, state_dir: Path, images=None, log_path=None, index=None,
+                   detach=True) -> subprocess.Popen:
+    """Start the GPU node's agent (GPU_NODE, with its labels, taint and GPUs)."""
+    return start_node(kubeconfig, GPU_NODE, state_dir, images, log_path, index=index, detach=detach,
+                      labels=GPU_NODE_LABELS, taints=GPU_NODE_TAINTS, extended_resources=GPU_NODE_RESOURCES)
 
 
 def wait_node_ready(api_client, name: str, timeout: float = 30) -> None:
@@ -112,7 +142,14 @@ def cluster_up(args) -> int:
                           nodes_dir / f"{name}.log")
         (nodes_dir / f"{name}.pid").write_text(str(proc.pid))
         wait_node_ready(plane.api_client(), name)
-    print(f"test bed up in {time.monotonic() - t:.1f}s: {plane.server_url}, {args.nodes} node(s)")
+    if args.gpu_node:
+        # Pod addresses 10.213.100.x: after the plain nodes' (1, 2...), before a test run's.
+        proc = start_gpu_node(plane.kubeconfig_path, state / "node-state" / GPU_NODE, args.images,
+                              nodes_dir / f"{GPU_NODE}.log", index=100)
+        (nodes_dir / f"{GPU_NODE}.pid").write_text(str(proc.pid))
+        wait_node_ready(plane.api_client(), GPU_NODE)
+    gpu = f" and {GPU_NODE}" if args.gpu_node else ""
+    print(f"test bed up in {time.monotonic() - t:.1f}s: {plane.server_url}, {args.nodes} node(s){gpu}")
     print(f"  export KUBECONFIG={plane.kubeconfig_path}")
     return 0
 
@@ -167,6 +204,8 @@ def main(argv=None) -> int:
     cluster.add_argument("action", choices=["up", "down", "status", "env"])
     cluster.add_argument("--state-dir", default=str(DEFAULT_STATE))
     cluster.add_argument("--nodes", type=int, default=1, help="node agents to start (default 1)")
+    cluster.add_argument("--gpu-node", action="store_true",
+                         help=f"also start the GPU node {GPU_NODE} (up only): tainted, with nvidia.com/gpu capacity")
     cluster.add_argument("--images", help="image table for the node agents (default: the packaged one)")
     node = sub.add_parser("node", help="run one node agent in the foreground (needs root)")
     from .node import add_node_arguments, run_node

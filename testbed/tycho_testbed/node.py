@@ -35,6 +35,12 @@ What is simulated, explicitly:
   tests' hub and proxy run) is always allowed both ways, and a root container could remove them;
 * back-off for crash loops, image pulls and volume set-up is shorter than a kubelet's
   (seconds, not minutes);
+* extended resources (``--extended-resource nvidia.com/gpu=2``) are numbers in the Node's
+  capacity and allocatable, for the scheduler to count: no device is attached and no device
+  plugin runs, so a pod given a GPU gets no ``/dev/nvidia*`` and no ``NVIDIA_VISIBLE_DEVICES``
+  (what it sees is what any pod sees). Labels (``--label``) and taints (``--taint``) are real:
+  they are the Node's, set when it registers and added again when an agent registers an
+  existing Node (restart), as a kubelet's ``--node-labels`` and ``--register-with-taints``;
 * fsGroup is applied to persistentVolumeClaim volumes (host directories) as a kubelet applies
   it to block and CSI volumes; a real kubelet does not for hostPath or NFS volumes;
 * what a container runtime remembers for a kubelet is a record per pod in the state dir
@@ -1035,7 +1041,8 @@ class NodeAgent:
     def __init__(self, kubeconfig: str, node: str, images: ImageTable, state_dir: Path,
                  index: int = 1, qps: float = 100.0, cpu: str = "8", memory: str = "32Gi",
                  lease_seconds: int = LEASE_SECONDS, cluster_domain: str = CLUSTER_DOMAIN,
-                 resolv_conf: str = NODE_RESOLV_CONF):
+                 resolv_conf: str = NODE_RESOLV_CONF, labels: Optional[dict[str, str]] = None,
+                 taints: tuple["Taint", ...] = (), extended_resources: Optional[dict[str, str]] = None):
         from kubernetes import client, config
 
         if os.geteuid() != 0:
@@ -1045,7 +1052,12 @@ class NodeAgent:
         self.images = images
         self.state_dir = Path(state_dir)
         self.index = index
-        self.capacity = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
+        self.capacity = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi",
+                         **(extended_resources or {})}
+        #: the Node's labels: a kubelet's own, then --label's (which may not replace those)
+        self.labels = {**node_labels(node), **(labels or {})}
+        #: --taint's, on the Node from its registration (a kubelet's --register-with-taints)
+        self.taints = tuple(taints)
         cfg = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         cfg.connection_pool_maxsize = 32
@@ -1191,17 +1203,49 @@ class NodeAgent:
     def register(self) -> None:
         from kubernetes.client.rest import ApiException
 
-        body = {"metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node,
-                                                          "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                                                          "tycho-testbed/node": "true"}},
-                "spec": {"podCIDR": f"10.213.{self.index}.0/24"}}
+        spec: dict = {"podCIDR": f"10.213.{self.index}.0/24"}
+        if self.taints:
+            spec["taints"] = [t.as_api() for t in self.taints]
+        body = {"metadata": {"name": self.node, "labels": self.labels}, "spec": spec}
         try:
             self.call(self.core.create_node, body)
         except ApiException as err:
             if err.status != 409:
                 raise
+            self._reconcile_node()
         self.heartbeat()
         self.renew_lease()
+
+    def _reconcile_node(self) -> None:
+        """The Node exists already (the agent restarted, or the Node outlived an earlier agent):
+        give it this agent's labels and taints again. Taints others put there (the
+        node-lifecycle controller's not-ready and unreachable ones, an admin's) stay; a taint of
+        ours with the same key and effect gets our value. Nothing is removed: as with a kubelet,
+        a taint dropped from the command line stays until someone removes it."""
+        from kubernetes.client.rest import ApiException
+
+        ours = [t.as_api() for t in self.taints]
+        for _ in range(10):
+            node = self.api.sanitize_for_serialization(self.call(self.core.read_node, self.node))
+            meta, current = node["metadata"], list((node.get("spec") or {}).get("taints") or [])
+            kept = [t for t in current if not any(t["key"] == o["key"] and t["effect"] == o["effect"] for o in ours)]
+            taints = kept + ours
+            labels_ok = all((meta.get("labels") or {}).get(k) == v for k, v in self.labels.items())
+            same = sorted(map(_taint_key, taints)) == sorted(map(_taint_key, current))
+            if labels_ok and same:
+                return
+            # Node taints are replaced as a whole by a patch: the resourceVersion makes it fail
+            # (409) rather than drop a taint the controller added since the read.
+            patch = {"metadata": {"labels": self.labels, "resourceVersion": meta["resourceVersion"]},
+                     "spec": {"taints": taints}}
+            try:
+                self.call(self.core.patch_node, self.node, patch)
+                log.info("node %s: labels and taints set again on the existing Node", self.node)
+                return
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        raise RuntimeError(f"node {self.node}: could not set its taints (the Node kept changing)")
 
     def heartbeat(self, ready: bool = True) -> None:
         """Post the Node's status, its Ready condition's heartbeat included. Not rate limited: a
@@ -1445,6 +1489,110 @@ class NodeAgent:
             sh("ip", "link", "del", BRIDGE, check=False)
 
 
+# ------------------------------------------------------------------------------------ labels, taints, resources
+
+#: A label name (or a qualified name's part after the prefix), as Kubernetes validates it.
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def node_labels(node: str) -> dict[str, str]:
+    """The labels the agent gives its Node itself, as a kubelet does (and ours)."""
+    return {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "tycho-testbed/node": "true"}
+
+
+def _qualified_name(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return len(name) <= 63 and bool(_NAME.fullmatch(name))
+
+
+def _label_value(value: str) -> bool:
+    return value == "" or (len(value) <= 63 and bool(_NAME.fullmatch(value)))
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A taint of the Node (``key=value:effect``); the scheduler keeps pods that do not tolerate
+    it off the node (NoSchedule)."""
+
+    key: str
+    value: str
+    effect: str
+
+    def as_api(self) -> dict:
+        return {"key": self.key, "effect": self.effect, **({"value": self.value} if self.value else {})}
+
+
+def _taint_key(taint: dict) -> tuple:
+    return (taint.get("key"), taint.get("value") or "", taint.get("effect"))
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``--label key=value``: a clear error naming what is wrong, before the agent starts."""
+    key, sep, value = text.partition("=")
+    if not sep or not _qualified_name(key):
+        raise argparse.ArgumentTypeError(f"{text!r}: not KEY=VALUE with a valid label key")
+    if not _label_value(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a valid label value")
+    return key, value
+
+
+def parse_taint(text: str) -> Taint:
+    """``--taint key=value:Effect`` (or ``key:Effect``), as a kubelet's --register-with-taints."""
+    spec, sep, effect = text.rpartition(":")
+    if not sep or effect not in TAINT_EFFECTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: not KEY[=VALUE]:EFFECT with EFFECT one of "
+                                         f"{', '.join(TAINT_EFFECTS)}")
+    key, _, value = spec.partition("=")
+    if not _qualified_name(key):
+        raise argparse.ArgumentTypeError(f"{text!r}: {key!r} is not a valid taint key")
+    if not _label_value(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a valid taint value")
+    return Taint(key, value, effect)
+
+
+def parse_extended_resource(text: str) -> tuple[str, str]:
+    """``--extended-resource domain/name=count``: an extended resource is named with a domain
+    outside kubernetes.io, and counted in whole units (as the API server requires)."""
+    name, sep, count = text.partition("=")
+    domain = name.rpartition("/")[0]
+    if not sep or not domain or not _qualified_name(name):
+        raise argparse.ArgumentTypeError(f"{text!r}: not DOMAIN/NAME=COUNT (e.g. nvidia.com/gpu=2)")
+    if domain == "kubernetes.io" or domain.endswith(".kubernetes.io"):
+        raise argparse.ArgumentTypeError(f"{text!r}: {name!r} is in the kubernetes.io domain, not an extended resource")
+    if not count.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: {count!r} is not a whole number of {name}")
+    return name, str(int(count))
+
+
+def node_extra_labels(node: str, labels: list[tuple[str, str]]) -> dict[str, str]:
+    """--label's labels as a dict; ValueError naming the label that repeats or replaces one of
+    the agent's own (``kubernetes.io/hostname``...)."""
+    out: dict[str, str] = {}
+    own = node_labels(node)
+    for key, value in labels:
+        if key in own:
+            raise ValueError(f"--label {key}={value}: {key} is set by the agent itself ({own[key]!r})")
+        if key in out and out[key] != value:
+            raise ValueError(f"--label {key}: given twice ({out[key]!r}, {value!r})")
+        out[key] = value
+    return out
+
+
+def unique_taints(taints: list[Taint]) -> tuple[Taint, ...]:
+    """--taint's taints; ValueError naming a key and effect given twice."""
+    seen: dict[tuple[str, str], Taint] = {}
+    for taint in taints:
+        if (taint.key, taint.effect) in seen and seen[(taint.key, taint.effect)] != taint:
+            raise ValueError(f"--taint {taint.key}:{taint.effect}: given twice")
+        seen[(taint.key, taint.effect)] = taint
+    return tuple(seen.values())
+
+
 def _positive_seconds(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds of at least 1")
@@ -1471,6 +1619,16 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the node's resolver file, for pods with dnsPolicy Default (default: /etc/resolv.conf)")
     parser.add_argument("--cpu", default="8", help="cpu capacity the Node reports")
     parser.add_argument("--memory", default="32Gi", help="memory capacity the Node reports")
+    parser.add_argument("--label", dest="labels", action="append", type=parse_label, default=[], metavar="KEY=VALUE",
+                        help="a label of the Node, besides the agent's own (repeatable)")
+    parser.add_argument("--taint", dest="taints", action="append", type=parse_taint, default=[],
+                        metavar="KEY[=VALUE]:EFFECT",
+                        help="a taint of the Node, as a kubelet's --register-with-taints (repeatable); EFFECT is "
+                             "NoSchedule, PreferNoSchedule or NoExecute")
+    parser.add_argument("--extended-resource", dest="extended_resources", action="append",
+                        type=parse_extended_resource, default=[], metavar="DOMAIN/NAME=COUNT",
+                        help="an extended resource in the Node's capacity and allocatable, e.g. nvidia.com/gpu=2 "
+                             "(repeatable); only a number for the scheduler: no device is attached")
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -1483,10 +1641,19 @@ def run_node(args) -> int:
     if index is None:
         m = re.search(r"(\d+)$", args.node)
         index = int(m.group(1)) if m else 1
+    try:
+        labels = node_extra_labels(args.node, args.labels)
+        taints = unique_taints(args.taints)
+        extended = dict(args.extended_resources)
+        if len(extended) != len(args.extended_resources):
+            raise ValueError("--extended-resource: a resource is given twice")
+    except ValueError as err:
+        print(f"tycho_testbed node: {err}", file=sys.stderr)
+        return 2
     agent = NodeAgent(args.kubeconfig, args.node, ImageTable.load(args.images), Path(args.state_dir),
                       index=index, qps=args.kube_api_qps, cpu=args.cpu, memory=args.memory,
                       lease_seconds=args.node_lease_duration_seconds, cluster_domain=args.cluster_domain,
-                      resolv_conf=args.resolv_conf)
+                      resolv_conf=args.resolv_conf, labels=labels, taints=taints, extended_resources=extended)
 
     def on_signal(signum, frame):
         log.info("signal %s: shutting down", signum)

@@ -6,6 +6,12 @@
 * ``testbed_images`` (session): the image table the node agent runs with; override it in a
   ``conftest.py`` to map more images to local programs.
 * ``node_agent`` (session): one node agent (``tycho-node-1``) as a subprocess, Ready.
+* ``gpu_node`` (session): a second node agent, the GPU node ``tycho-node-gpu``, Ready, beside
+  ``node_agent``: labels ``nvidia.com/gpu.present=true`` and ``tycho.test/accelerator=nvidia-t4``,
+  taint ``nvidia.com/gpu=present:NoSchedule``, ``nvidia.com/gpu: 2`` in its capacity and
+  allocatable (numbers only: no device, no /dev/nvidia*), no ``amd.com/gpu``. Once a test of
+  the session used it, it stays until the session ends: pods without the toleration still go
+  to ``tycho-node-1`` only, but the scheduler's messages then count two nodes.
 * ``kube_namespace`` (function): a fresh namespace, deleted afterwards.
 
 Nothing here skips: if the binaries are missing they are built (the build script installs its
@@ -102,6 +108,56 @@ def node_agent(control_plane, testbed_images, tmp_path_factory):
         except Exception:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def gpu_node(control_plane, node_agent, testbed_images, tmp_path_factory):
+    """The GPU node (``tycho-node-gpu``, see the module's docstring), started for the session.
+
+    It asks for ``node_agent`` so that a GPU test also has the plain node to compare with. On a
+    `bin/stage cluster up --gpu-node` test bed its node is used as it is; on one without, an
+    agent is started for the session and its Node deleted at the end.
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from .__main__ import GPU_NODE, start_gpu_node, wait_node_ready
+
+    core = client.CoreV1Api(control_plane.api_client())
+    external = os.environ.get("TYCHO_TESTBED_KUBECONFIG")
+    if external:
+        try:
+            core.read_node(GPU_NODE)
+            yield NodeHandle(GPU_NODE, Path(external).parent.parent / "node-state" / GPU_NODE, None)
+            return
+        except ApiException as err:
+            if err.status != 404:
+                raise
+    state = tmp_path_factory.mktemp("gpu-node")
+    # Pod addresses 10.213.<index>.x: 100-149, apart from node_agent's 200-249 (and by the same
+    # process id, so two test runs at once differ here too), `bin/stage cluster up`'s plain
+    # nodes (1, 2...) and the benchmark's (151...).
+    index = 100 + os.getpid() % 50
+    proc = start_gpu_node(control_plane.kubeconfig_path, state, testbed_images, state / "agent.log", index=index,
+                          detach=False)
+    try:
+        try:
+            wait_node_ready(control_plane.api_client(), GPU_NODE, timeout=60)
+        except TimeoutError:
+            raise RuntimeError(f"GPU node agent not ready; its log:\n{(state / 'agent.log').read_text()[-4000:]}")
+        yield NodeHandle(GPU_NODE, state, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            proc.kill()
+            proc.wait()
+        if external:  # a cluster that outlives the session: leave no NotReady node behind
+            try:
+                core.delete_node(GPU_NODE)
+            except ApiException:
+                pass
 
 
 class NodeHandle(str):
