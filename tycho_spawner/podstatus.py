@@ -10,6 +10,7 @@ Pure: the input is the pod as a dict (as the watch delivers it).
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -35,11 +36,121 @@ _PV_CONTROLLER = "persistentvolume-controller"
 
 @dataclass(frozen=True)
 class Verdict:
-    """``state`` is one of pending / ready / failed / missing; ``message`` is for the user."""
+    """``state`` is one of pending / ready / failed / missing; ``message`` is for the user.
+
+    ``detail`` is Kubernetes' own text when ``message`` puts it in other words (the scheduler's
+    "0/2 nodes are available: ..."), for the log: what an admin searches for is that text.
+    """
 
     state: str
     message: str
     reason: str = ""
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------- the scheduler's words
+
+#: kube-scheduler's summary when no node fits (``FitError.Error``; 1.20 to now): "0/N nodes are
+#: available: " + "<count> <reason>" per reason, sorted, joined with ", " + "."; since 1.23 it
+#: may go on with the PostFilter plugins' message (" preemption: 0/N nodes are available: ...").
+#: Before 1.17 the middle was "to run pod ...".
+_FIT_ERROR = re.compile(r"0/(?P<nodes>\d+) nodes are available(?: to run pod [^:]*)?: (?P<reasons>.*?)\.(?: (?P<post>.*))?",
+                        re.DOTALL)
+#: One "<count> <reason>" of the list (a reason may hold ", " itself: 1.20's taint reason does).
+_REASON_SPLIT = re.compile(r", (?=\d+ )")
+#: The TaintToleration plugin's reason: "node(s) had taint {k: v}, that the pod didn't tolerate"
+#: (1.18-1.24), "node(s) had untolerated taint {k: v}" (1.25 on).
+_TAINT = re.compile(r"node\(s\) had (?:untolerated )?taint \{(?P<key>[^:{}]*): ?(?P<value>[^{}]*)\}"
+                    r"(?:, that the pod didn't tolerate)?")
+#: Taints Kubernetes itself puts on nodes, in words.
+_KNOWN_TAINTS = {
+    "node.kubernetes.io/not-ready": "{is} not ready",
+    "node.kubernetes.io/unreachable": "{is} unreachable",
+    "node.kubernetes.io/unschedulable": "{is} cordoned (no new servers)",
+    "node.kubernetes.io/memory-pressure": "{is} short of memory",
+    "node.kubernetes.io/disk-pressure": "{is} short of disk space",
+    "node.kubernetes.io/pid-pressure": "{is} short of process ids",
+    "node.kubernetes.io/network-unavailable": "{has} no network yet",
+    "node-role.kubernetes.io/control-plane": "{is} a control-plane node",
+    "node-role.kubernetes.io/master": "{is} a control-plane node",
+}
+#: Resources counted in whole things, not amounts: "too few", not "too little".
+_AMOUNTS = ("cpu", "memory", "ephemeral-storage")
+#: The other filter plugins' reasons across versions, and their words; ``{has}``, ``{is}``,
+#: ``{does}`` agree with the count of nodes.
+_REASONS = {
+    "Too many pods": "{is} running as many pods as {it} can",
+    "node(s) didn't match node selector": "{does} not match this server's node selector",
+    "node(s) didn't match Pod's node affinity": "{does} not match this server's node selector or affinity",
+    "node(s) didn't match Pod's node affinity/selector": "{does} not match this server's node selector or affinity",
+    "node(s) didn't match scheduler-enforced node affinity": "{is} excluded by the scheduler's own node affinity",
+    "node(s) were unschedulable": "{is} cordoned (no new servers)",
+    "node(s) had taints that the pod didn't tolerate": "{has} a taint this server does not tolerate",
+    "node(s) didn't have free ports for the requested pod ports": "{has} none of this server's host ports free",
+    "node(s) didn't match pod affinity rules": "{does} not satisfy this server's pod affinity",
+    "node(s) didn't match pod affinity/anti-affinity": "{does} not satisfy this server's pod affinity or anti-affinity",
+    "node(s) didn't match pod anti-affinity rules": "{does} not satisfy this server's pod anti-affinity",
+    "node(s) didn't satisfy existing pods anti-affinity rules": "{is} kept free by other pods' anti-affinity",
+    "node(s) didn't match pod topology spread constraints": "{does} not satisfy this server's topology spread",
+    "node(s) had volume node affinity conflict": "cannot reach this server's storage volume",
+    "node(s) didn't find available persistent volumes to bind": "{has} no storage volume for this server",
+    "node(s) exceed max volume count": "{has} as many volumes attached as {it} can",
+    "node(s) had no available volume zone": "{is} not in the zone of this server's storage",
+    "node(s) didn't match the requested node name": "{is} not the node this server asks for",
+    "node(s) didn't match the requested hostname": "{is} not the node this server asks for",
+    "node(s) had disk pressure": "{is} short of disk space",
+    "node(s) had memory pressure": "{is} short of memory",
+    "node(s) had pid pressure": "{is} short of process ids",
+}
+
+
+def _agree(phrase: str, count: int) -> str:
+    """The phrase with ``{has}``, ``{is}``, ``{does}``, ``{it}`` agreeing with ``count`` nodes."""
+    forms = {"{has}": ("has", "have"), "{is}": ("is", "are"), "{does}": ("does", "do"), "{it}": ("it", "they")}
+    for token, (one, many) in forms.items():
+        phrase = phrase.replace(token, one if count == 1 else many)
+    return phrase
+
+
+def _reason_words(count: int, reason: str) -> str:
+    """One "<count> <reason>" of the scheduler, as "<count> node(s) <what>"."""
+    subject = f"{count} node" if count == 1 else f"{count} nodes"
+    if reason.startswith("Insufficient "):
+        resource = reason[len("Insufficient "):]
+        return f"{subject} {_agree('{has}', count)} too {'little' if resource in _AMOUNTS else 'few'} {resource} free"
+    taint = _TAINT.fullmatch(reason)
+    if taint:
+        phrase = _KNOWN_TAINTS.get(taint["key"], f"{{has}} a taint ({taint['key']}) this server does not tolerate")
+    else:
+        phrase = _REASONS.get(reason)
+    if phrase is None:
+        return f"{count} {reason}"  # the scheduler's own words: better than a guess
+    return f"{subject} {_agree(phrase, count)}"
+
+
+def scheduler_words(message: str) -> str:
+    """The scheduler's reason for not placing a pod, as a person would say it.
+
+    "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) had taint
+    {nvidia.com/gpu: present}, that the pod didn't tolerate." becomes "1 node has too few
+    nvidia.com/gpu free, 1 node has a taint (nvidia.com/gpu) this server does not tolerate".
+    The wording is kube-scheduler's from 1.20 (the test bed's) to current releases; what
+    follows the list (what preemption tried) is left out. A message of another shape, or a
+    reason this does not know, is kept as the scheduler wrote it.
+    """
+    text = message.strip()
+    if text == "no nodes available to schedule pods":  # 1.20 and older, with no node at all
+        return "the cluster has no node"
+    fit = _FIT_ERROR.fullmatch(text)
+    if not fit:
+        return text
+    if fit["nodes"] == "0":
+        return "the cluster has no node"
+    words = []
+    for entry in _REASON_SPLIT.split(fit["reasons"]):
+        count, _, reason = entry.partition(" ")
+        words.append(_reason_words(int(count), reason) if count.isdigit() else entry)
+    return ", ".join(words)
 
 
 def _describe_termination(name: str, terminated: dict) -> str:
@@ -85,9 +196,11 @@ def assess(
             # claim was just bound to, e.g. after an API server restart); whether it will come
             # is the claim's story.
             return Verdict(PENDING, f"waiting for the storage volume: {message}", UNBOUND_CLAIM)
+        words = scheduler_words(message)
         if unschedulable_is_fatal:
-            return Verdict(FAILED, f"no node can run this server (Unschedulable): {message}", "Unschedulable")
-        return Verdict(PENDING, f"waiting for a node (Unschedulable): {message}")
+            return Verdict(FAILED, f"no node can run this server: {words}", "Unschedulable", message)
+        # An autoscaler may add a node that fits (or a busy GPU may be freed): wait, and say why.
+        return Verdict(PENDING, f"waiting for a node: {words}", "", message)
 
     fatal = set(fatal_reasons)
     for cs in statuses:

@@ -21,6 +21,7 @@ from tycho_spawner.podstatus import (
     assess,
     claim_verdict,
     exit_status,
+    scheduler_words,
 )
 
 IMAGE = "quay.io/jupyter/scipy-notebook:2026-05-31"
@@ -240,8 +241,9 @@ def test_unschedulable_is_fatal_by_default():
     verdict = assess(p)
     assert verdict == Verdict(
         FAILED,
-        "no node can run this server (Unschedulable): 0/3 nodes are available: 3 Insufficient memory.",
+        "no node can run this server: 3 nodes have too little memory free",
         "Unschedulable",
+        "0/3 nodes are available: 3 Insufficient memory.",
     )
     assert exit_status(p) is None
 
@@ -249,7 +251,72 @@ def test_unschedulable_is_fatal_by_default():
 def test_unschedulable_waits_when_an_autoscaler_may_add_a_node():
     verdict = assess(pod(conditions=[UNSCHEDULABLE], node=None), unschedulable_is_fatal=False)
     assert verdict.state == PENDING
-    assert verdict.message == "waiting for a node (Unschedulable): 0/3 nodes are available: 3 Insufficient memory."
+    assert verdict.message == "waiting for a node: 3 nodes have too little memory free"
+    assert verdict.detail == "0/3 nodes are available: 3 Insufficient memory."
+
+
+# What kube-scheduler 1.20 (the test bed's) says, as seen in tests/testbed/test_gpu_node.py.
+GPU_AND_TAINT_120 = ("0/2 nodes are available: 1 Insufficient nvidia.com/gpu, "
+                     "1 node(s) had taint {nvidia.com/gpu: present}, that the pod didn't tolerate.")
+
+
+def test_the_scheduler_s_reasons_are_told_in_words_with_its_own_text_kept_for_the_log():
+    verdict = assess(pod(conditions=[condition("PodScheduled", "False", "Unschedulable", GPU_AND_TAINT_120)],
+                         node=None))
+    assert verdict == Verdict(
+        FAILED,
+        "no node can run this server: 1 node has too few nvidia.com/gpu free, "
+        "1 node has a taint (nvidia.com/gpu) this server does not tolerate",
+        "Unschedulable",
+        GPU_AND_TAINT_120,
+    )
+
+
+@pytest.mark.parametrize("message, words", [
+    # kube-scheduler 1.20, seen on the test bed
+    ("0/2 nodes are available: 2 Insufficient nvidia.com/gpu.", "2 nodes have too few nvidia.com/gpu free"),
+    ("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity, "
+     "1 node(s) had taint {nvidia.com/gpu: present}, that the pod didn't tolerate.",
+     "1 node does not match this server's node selector or affinity, "
+     "1 node has a taint (nvidia.com/gpu) this server does not tolerate"),
+    ("0/3 nodes are available: 1 Insufficient cpu, 2 Insufficient amd.com/gpu.",
+     "1 node has too little cpu free, 2 nodes have too few amd.com/gpu free"),
+    ("0/1 nodes are available: 1 node(s) had taint {node.kubernetes.io/not-ready: }, that the pod didn't tolerate.",
+     "1 node is not ready"),
+    ("0/2 nodes are available: 2 node(s) were unschedulable.", "2 nodes are cordoned (no new servers)"),
+    ("0/1 nodes are available: 1 Too many pods.", "1 node is running as many pods as it can"),
+    # newer releases: "untolerated taint", "affinity/selector", and what preemption tried
+    ("0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) had untolerated taint "
+     "{nvidia.com/gpu: present}. preemption: 0/2 nodes are available: 1 No preemption victims found for "
+     "incoming pod, 1 Preemption is not helpful for scheduling.",
+     "1 node has too few nvidia.com/gpu free, 1 node has a taint (nvidia.com/gpu) this server does not tolerate"),
+    ("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are "
+     "available: 3 Preemption is not helpful for scheduling.",
+     "3 nodes do not match this server's node selector or affinity"),
+    ("0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }.",
+     "2 nodes are unreachable"),
+    ("0/1 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }.",
+     "1 node is a control-plane node"),
+    ("no nodes available to schedule pods", "the cluster has no node"),
+    # a reason not known here, or another shape: the scheduler's own words
+    ("0/2 nodes are available: 2 node(s) frobnicated.", "2 node(s) frobnicated"),
+    ("something new", "something new"),
+])
+def test_the_scheduler_s_words_from_1_20_to_now(message, words):
+    assert scheduler_words(message) == words
+    verdict = assess(pod(conditions=[condition("PodScheduled", "False", "Unschedulable", message)], node=None))
+    assert verdict.message == f"no node can run this server: {words}"
+    assert verdict.detail == message
+
+
+def test_a_transient_reason_still_fails_at_once_unless_an_autoscaler_is_expected():
+    # A node restarting (not ready) is as unschedulable as a missing GPU for the scheduler:
+    # unschedulable_is_fatal decides, as before; with it off the start waits and says why.
+    message = "0/1 nodes are available: 1 node(s) had taint {node.kubernetes.io/not-ready: }, that the pod didn't tolerate."
+    p = pod(conditions=[condition("PodScheduled", "False", "Unschedulable", message)], node=None)
+    assert assess(p).state == FAILED
+    assert assess(p, unschedulable_is_fatal=False) == Verdict(PENDING, "waiting for a node: 1 node is not ready",
+                                                              "", message)
 
 
 def test_not_yet_scheduled_is_pending():
