@@ -42,8 +42,39 @@ _DECIMAL = {
 # RFC 1123 label (container, port, volume names) and C identifier (env var names).
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# A key of a Secret or ConfigMap.
+_ENV_KEY_RE = re.compile(r"^[-._A-Za-z0-9]+$")
 
 AUTH_MODES = ("jupyter", "gate")
+
+#: GPUs are counted in this extended resource unless an entry names another (``amd.com/gpu``,
+#: ``gpu.intel.com/i915``, a MIG slice such as ``nvidia.com/mig-1g.5gb``).
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+# An extended resource: a domain (not kubernetes.io's) and a name, as Kubernetes accepts them.
+_EXTENDED_RESOURCE_RE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+# A DNS subdomain (Kubernetes object names: Secrets, ConfigMaps, claims, priority classes).
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _gpus(value: Any, path: str) -> tuple[int, str]:
+    """``gpus: 1`` (NVIDIA's resource) or ``gpus: {count: 1, resource: amd.com/gpu}``."""
+    if isinstance(value, Mapping):
+        _check_keys(value, path, ("count", "resource"), required=("count",))
+        resource = value.get("resource", DEFAULT_GPU_RESOURCE)
+        if (not isinstance(resource, str) or len(resource) > 253 or not _EXTENDED_RESOURCE_RE.match(resource)
+                or resource.split("/")[0].endswith("kubernetes.io")):
+            raise SpecError(f"{path}.resource", f"{resource!r} is not an extended resource name (such as nvidia.com/gpu)")
+        return _int(value["count"], f"{path}.count", 0, 64), resource
+    return _int(value, path, 0, 64), DEFAULT_GPU_RESOURCE
+
+
+def object_name(value: Any, path: str, what: str = "name") -> str:
+    """A Kubernetes object's name (a DNS subdomain): a Secret, ConfigMap, claim, priority class."""
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value):
+        raise SpecError(path, f"{value!r} is not a {what} (lowercase letters, digits, '-' and '.')")
+    return value
 
 
 def parse_quantity(value: Any, path: str) -> Decimal:
@@ -130,6 +161,8 @@ class Limits:
     memory: Optional[str] = None
     gpus: int = 0
     ephemeral_storage: Optional[str] = None
+    #: The extended resource the GPUs are counted in (NVIDIA's, AMD's, a MIG slice...).
+    gpu_resource: str = DEFAULT_GPU_RESOURCE
 
     FIELDS = ("cpu", "memory", "gpus", "ephemeral_storage")
 
@@ -144,7 +177,7 @@ class Limits:
                 parse_quantity(data[key], f"{path}.{key}")
                 values[key] = str(data[key])
         if data.get("gpus") is not None:
-            values["gpus"] = _int(data["gpus"], f"{path}.gpus", 0, 64)
+            values["gpus"], values["gpu_resource"] = _gpus(data["gpus"], f"{path}.gpus")
         return cls(**values)
 
     def as_resources(self) -> dict[str, str]:
@@ -157,7 +190,7 @@ class Limits:
         if self.ephemeral_storage is not None:
             out["ephemeral-storage"] = self.ephemeral_storage
         if self.gpus:
-            out["nvidia.com/gpu"] = str(self.gpus)
+            out[self.gpu_resource] = str(self.gpus)
         return out
 
 
@@ -201,23 +234,83 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class EnvRef:
+    """A variable Kubernetes fills in from a key of a Secret or ConfigMap in the server's
+    namespace: the value never passes the hub (whose Role cannot read Secrets)."""
+
+    kind: str  # "secret" or "config_map"
+    name: str
+    key: str
+    optional: bool = False
+
+    FIELDS = ("secret", "config_map", "key", "optional")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "EnvRef":
+        _check_keys(data, path, cls.FIELDS, required=("key",))
+        kind = _one_source(data, path, ("secret", "config_map"))
+        key = _str(data["key"], f"{path}.key")
+        if len(key) > 253 or not _ENV_KEY_RE.match(key):
+            raise SpecError(f"{path}.key", f"{key!r} is not a key of a Secret or ConfigMap")
+        return cls(kind=kind, name=object_name(data[kind], f"{path}.{kind}", kind.replace("_", " ") + " name"),
+                   key=key, optional=_bool(data.get("optional", False), f"{path}.optional"))
+
+
+@dataclass(frozen=True)
+class EnvFrom:
+    """Every key of a Secret or ConfigMap as variables (``envFrom``), with an optional prefix."""
+
+    kind: str
+    name: str
+    prefix: str = ""
+    optional: bool = False
+
+    FIELDS = ("secret", "config_map", "prefix", "optional")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "EnvFrom":
+        _check_keys(data, path, cls.FIELDS)
+        kind = _one_source(data, path, ("secret", "config_map"))
+        prefix = data.get("prefix", "")
+        if not isinstance(prefix, str) or (prefix and not _ENV_NAME_RE.match(prefix)):
+            raise SpecError(f"{path}.prefix", f"{prefix!r} is not a valid start of a variable name")
+        return cls(kind=kind, name=object_name(data[kind], f"{path}.{kind}", kind.replace("_", " ") + " name"),
+                   prefix=prefix, optional=_bool(data.get("optional", False), f"{path}.optional"))
+
+
+def _one_source(data: Mapping, path: str, kinds: tuple[str, ...]) -> str:
+    given = [kind for kind in kinds if data.get(kind) is not None]
+    if len(given) != 1:
+        raise SpecError(path, f"give exactly one of: {', '.join(kinds)}")
+    return given[0]
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(path, f"must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
 class Container:
-    """One process image of the application. ``env`` and ``ports`` are ordered name/value pairs."""
+    """One process image of the application. ``env`` and ``ports`` are ordered name/value pairs;
+    an ``env`` value is a string or an :class:`EnvRef` (a key of a Secret or ConfigMap)."""
 
     name: str
     image: str
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, Any], ...] = ()
     ports: tuple[tuple[str, int], ...] = ()
     limits: Limits = field(default_factory=Limits)
     requests: Limits = field(default_factory=Limits)
     readiness: Optional[Probe] = None
     working_dir: Optional[str] = None
     mounts: tuple[tuple[str, str], ...] = ()
+    env_from: tuple[EnvFrom, ...] = ()
 
     FIELDS = (
-        "image", "command", "args", "env", "ports", "limits", "requests",
+        "image", "command", "args", "env", "env_from", "ports", "limits", "requests",
         "readiness", "working_dir", "mounts",
     )
 
@@ -235,6 +328,9 @@ class Container:
         for key, value in env_data.items():
             if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
                 raise SpecError(f"{path}.env.{key}", "is not a valid environment variable name")
+            if isinstance(value, Mapping):
+                env.append((key, EnvRef.from_dict(value, f"{path}.env.{key}")))
+                continue
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise SpecError(f"{path}.env.{key}", f"expected a string, got {value!r}")
             env.append((key, str(value)))
@@ -260,6 +356,9 @@ class Container:
 
         limits = Limits.from_dict(data.get("limits"), f"{path}.limits")
         requests = Limits.from_dict(data.get("requests"), f"{path}.requests")
+        if requests.gpus and (requests.gpus, requests.gpu_resource) != (limits.gpus, limits.gpu_resource):
+            # Kubernetes refuses extended resources whose request differs from the limit.
+            raise SpecError(f"{path}.requests.gpus", "GPUs are not shared: give them in limits only")
         for key in ("cpu", "memory", "ephemeral_storage"):
             low, high = getattr(requests, key), getattr(limits, key)
             if low is not None and high is not None and parse_quantity(low, "") > parse_quantity(high, ""):
@@ -285,32 +384,75 @@ class Container:
             ),
             working_dir=working_dir,
             mounts=tuple(mounts),
+            env_from=tuple(EnvFrom.from_dict(item, f"{path}.env_from[{i}]")
+                           for i, item in enumerate(_list(data.get("env_from") or [], f"{path}.env_from"))),
         )
 
 
 @dataclass(frozen=True)
 class Volume:
-    """Scratch space shared by a System's containers (an ``emptyDir``), gone with the pod."""
+    """A volume of the System's containers: scratch space (an ``emptyDir``, gone with the pod),
+    or data that outlives it: an existing claim (a shared dataset, a group's space), a
+    ConfigMap or a Secret of the server's namespace, which the hub never reads.
+
+    ``sub_path`` mounts a folder of the volume; ``{username}`` in it becomes the user's name as
+    KubeSpawner escapes it (a per-user folder of one shared claim). ``read_only`` mounts refuse
+    writes (ConfigMaps and Secrets always are).
+    """
 
     name: str
     size_limit: Optional[str] = None
     memory: bool = False
+    claim: Optional[str] = None
+    config_map: Optional[str] = None
+    secret: Optional[str] = None
+    sub_path: Optional[str] = None
+    read_only: bool = False
+    optional: bool = False
 
-    FIELDS = ("size_limit", "memory")
+    FIELDS = ("size_limit", "memory", "claim", "config_map", "secret", "sub_path", "read_only", "optional")
+    SOURCES = ("claim", "config_map", "secret")
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "Volume":
         _dns_label(name, path)
         data = {} if data is None else data
         _check_keys(data, path, cls.FIELDS)
-        size = data.get("size_limit")
-        if size is not None:
-            parse_quantity(size, f"{path}.size_limit")
-            size = str(size)
-        memory = data.get("memory", False)
-        if not isinstance(memory, bool):
-            raise SpecError(f"{path}.memory", "must be true or false")
-        return cls(name=name, size_limit=size, memory=memory)
+        sources = [key for key in cls.SOURCES if data.get(key) is not None]
+        if len(sources) > 1:
+            raise SpecError(path, f"give at most one of: {', '.join(cls.SOURCES)} (none: scratch space)")
+        values: dict[str, Any] = {}
+        if sources:
+            kind = sources[0]
+            for key in ("size_limit", "memory"):
+                if data.get(key) is not None:
+                    raise SpecError(f"{path}.{key}", "only for scratch space (a volume without claim, config_map or secret)")
+            values[kind] = object_name(data[kind], f"{path}.{kind}", kind.replace("_", " ") + " name")
+        else:
+            size = data.get("size_limit")
+            if size is not None:
+                parse_quantity(size, f"{path}.size_limit")
+                values["size_limit"] = str(size)
+            values["memory"] = _bool(data.get("memory", False), f"{path}.memory")
+            if data.get("optional") is not None:
+                raise SpecError(f"{path}.optional", "only for a config_map or secret volume")
+        sub_path = data.get("sub_path")
+        if sub_path is not None:
+            sub_path = _str(sub_path, f"{path}.sub_path")
+            parts = sub_path.replace("{username}", "user").split("/")
+            if sub_path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+                raise SpecError(f"{path}.sub_path", f"{sub_path!r} must be a relative path inside the volume (no '..')")
+            if "{" in sub_path.replace("{username}", "") or "}" in sub_path.replace("{username}", ""):
+                raise SpecError(f"{path}.sub_path", f"{sub_path!r}: only {{username}} is replaced")
+            values["sub_path"] = sub_path
+        if data.get("optional") is not None and "claim" in values:
+            raise SpecError(f"{path}.optional", "only for a config_map or secret volume")
+        values["optional"] = _bool(data.get("optional", False), f"{path}.optional")
+        values["read_only"] = _bool(data.get("read_only", False), f"{path}.read_only")
+        return cls(name=name, **values)
+
+    def sub_path_for(self, username: str) -> Optional[str]:
+        return None if self.sub_path is None else self.sub_path.replace("{username}", username)
 
 
 @dataclass(frozen=True)
@@ -627,6 +769,143 @@ class Network:
         return [json.loads(rule) for rule in self.egress]
 
 
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_NODE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Where the server's pod may run, over the site's own settings (KubeSpawner's
+    ``node_selector``, ``tolerations``, ``node_affinity_*``, ``priority_class_name``):
+    ``node_selector`` keys replace the site's one by one, ``tolerations`` are added, the
+    ``node_affinity`` terms must hold as well as the site's, ``priority_class`` replaces it.
+    Tolerations and node affinity are written as Kubernetes writes them and kept as JSON.
+    A container's GPUs add the toleration GPU nodes' taints need (see :meth:`System.tolerations`).
+    """
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[str, ...] = ()
+    node_affinity: Optional[str] = None
+    priority_class: Optional[str] = None
+
+    FIELDS = ("node_selector", "tolerations", "node_affinity", "priority_class")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> "Scheduling":
+        if data is None:
+            return cls()
+        _check_keys(data, path, cls.FIELDS)
+        selector = data.get("node_selector") or {}
+        _check_mapping(selector, f"{path}.node_selector")
+        node_selector = tuple(
+            (_label_key(key, f"{path}.node_selector.{key}"),
+             _label_value(value if not isinstance(value, (int, float)) or isinstance(value, bool) else str(value),
+                          f"{path}.node_selector.{key}"))
+            for key, value in selector.items()
+        )
+        tolerations = tuple(
+            json.dumps(_toleration(item, f"{path}.tolerations[{i}]"), sort_keys=True)
+            for i, item in enumerate(_list(data.get("tolerations") or [], f"{path}.tolerations"))
+        )
+        affinity = data.get("node_affinity")
+        priority = data.get("priority_class")
+        return cls(
+            node_selector=node_selector,
+            tolerations=tolerations,
+            node_affinity=None if affinity is None else json.dumps(_node_affinity(affinity, f"{path}.node_affinity"),
+                                                                   sort_keys=True),
+            priority_class=None if priority is None else object_name(priority, f"{path}.priority_class",
+                                                                     "priority class name"),
+        )
+
+
+def _toleration(data: Any, path: str) -> dict:
+    """One toleration as Kubernetes writes it (``key``, ``operator``, ``value``, ``effect``,
+    ``tolerationSeconds``), checked as the API server would."""
+    _check_keys(data, path, ("key", "operator", "value", "effect", "tolerationSeconds"))
+    out: dict[str, Any] = {}
+    if data.get("key") is not None:
+        out["key"] = _label_key(data["key"], f"{path}.key")
+    operator = data.get("operator", "Equal")
+    if operator not in _TOLERATION_OPERATORS:
+        raise SpecError(f"{path}.operator", f"{operator!r} is not one of: {', '.join(_TOLERATION_OPERATORS)}")
+    out["operator"] = operator
+    if data.get("value") is not None:
+        if operator == "Exists":
+            raise SpecError(f"{path}.value", "an Exists toleration takes no value")
+        out["value"] = _label_value(data["value"], f"{path}.value")
+    if "key" not in out and operator != "Exists":
+        raise SpecError(f"{path}.operator", "a toleration without a key must be operator: Exists")
+    if data.get("effect") is not None:
+        if data["effect"] not in _TAINT_EFFECTS:
+            raise SpecError(f"{path}.effect", f"{data['effect']!r} is not one of: {', '.join(_TAINT_EFFECTS)}")
+        out["effect"] = data["effect"]
+    if data.get("tolerationSeconds") is not None:
+        if out.get("effect") != "NoExecute":
+            raise SpecError(f"{path}.tolerationSeconds", "only for effect: NoExecute")
+        out["tolerationSeconds"] = _int(data["tolerationSeconds"], f"{path}.tolerationSeconds", 0, 2**31 - 1)
+    return out
+
+
+def _node_selector_term(data: Any, path: str) -> dict:
+    _check_keys(data, path, ("matchExpressions", "matchFields"))
+    term: dict[str, Any] = {}
+    for kind in ("matchExpressions", "matchFields"):
+        if data.get(kind) is None:
+            continue
+        requirements = []
+        for i, item in enumerate(_list(data[kind], f"{path}.{kind}")):
+            where = f"{path}.{kind}[{i}]"
+            _check_keys(item, where, ("key", "operator", "values"), required=("key", "operator"))
+            operator = item["operator"]
+            if operator not in _NODE_OPERATORS:
+                raise SpecError(f"{where}.operator", f"{operator!r} is not one of: {', '.join(_NODE_OPERATORS)}")
+            values = [_label_value(str(v) if isinstance(v, int) and not isinstance(v, bool) else v,
+                                   f"{where}.values[{j}]")
+                      for j, v in enumerate(_list(item.get("values") or [], f"{where}.values"))]
+            if operator in ("In", "NotIn") and not values:
+                raise SpecError(f"{where}.values", f"{operator} needs at least one value")
+            if operator in ("Exists", "DoesNotExist") and values:
+                raise SpecError(f"{where}.values", f"{operator} takes no values")
+            if operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
+                raise SpecError(f"{where}.values", f"{operator} needs exactly one integer")
+            requirement = {"key": _label_key(item["key"], f"{where}.key"), "operator": operator}
+            if values:
+                requirement["values"] = values
+            requirements.append(requirement)
+        term[kind] = requirements
+    if not term:
+        raise SpecError(path, "give matchExpressions or matchFields")
+    return term
+
+
+def _node_affinity(data: Any, path: str) -> dict:
+    """A node affinity as Kubernetes writes it (``requiredDuringSchedulingIgnoredDuringExecution``
+    with ``nodeSelectorTerms``, ``preferredDuringSchedulingIgnoredDuringExecution``)."""
+    required_key = "requiredDuringSchedulingIgnoredDuringExecution"
+    preferred_key = "preferredDuringSchedulingIgnoredDuringExecution"
+    _check_keys(data, path, (required_key, preferred_key))
+    out: dict[str, Any] = {}
+    if data.get(required_key) is not None:
+        where = f"{path}.{required_key}"
+        required = _check_keys(data[required_key], where, ("nodeSelectorTerms",), required=("nodeSelectorTerms",))
+        terms = _list(required["nodeSelectorTerms"], f"{where}.nodeSelectorTerms")
+        if not terms:
+            raise SpecError(f"{where}.nodeSelectorTerms", "needs at least one term")
+        out[required_key] = {"nodeSelectorTerms": [
+            _node_selector_term(term, f"{where}.nodeSelectorTerms[{i}]") for i, term in enumerate(terms)]}
+    if data.get(preferred_key) is not None:
+        preferred = []
+        for i, item in enumerate(_list(data[preferred_key], f"{path}.{preferred_key}")):
+            where = f"{path}.{preferred_key}[{i}]"
+            _check_keys(item, where, ("weight", "preference"), required=("weight", "preference"))
+            preferred.append({"weight": _int(item["weight"], f"{where}.weight", 1, 100),
+                              "preference": _node_selector_term(item["preference"], f"{where}.preference")})
+        out[preferred_key] = preferred
+    return out
+
+
 @dataclass(frozen=True)
 class System:
     """One launchable application.
@@ -645,8 +924,9 @@ class System:
     gate: GateOptions = field(default_factory=GateOptions)
     home: Home = field(default_factory=Home)
     network: Network = field(default_factory=Network)
+    scheduling: Scheduling = field(default_factory=Scheduling)
 
-    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate", "home", "network")
+    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate", "home", "network", "scheduling")
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "System":
@@ -722,6 +1002,7 @@ class System:
             gate=_gate_options(data, auth, path),
             home=_home(data.get("home"), f"{path}.home", serve.container, by_name),
             network=Network.from_dict(data.get("network"), f"{path}.network"),
+            scheduling=Scheduling.from_dict(data.get("scheduling"), f"{path}.scheduling"),
         )
 
     def container(self, name: str) -> Container:
@@ -733,6 +1014,18 @@ class System:
     @property
     def served(self) -> Container:
         return self.container(self.serve.container)
+
+    def tolerations(self) -> list[dict]:
+        """The entry's tolerations, then one per GPU resource its containers ask for: clouds
+        taint GPU nodes with the resource's name (GKE, AKS: ``nvidia.com/gpu``), so a pod that
+        asks for GPUs must tolerate that taint to land where they are."""
+        out = [json.loads(t) for t in self.scheduling.tolerations]
+        for resource in dict.fromkeys(
+                limits.gpu_resource for c in self.containers for limits in (c.limits, c.requests) if limits.gpus):
+            toleration = {"key": resource, "operator": "Exists", "effect": "NoSchedule"}
+            if toleration not in out:
+                out.append(toleration)
+        return out
 
 
 def _home(data: Any, path: str, serve_container: str, by_name: Mapping[str, Container]) -> Home:

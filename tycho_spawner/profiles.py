@@ -17,18 +17,27 @@ import copy
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
 
 from .errors import CatalogError, OptionsError, SpecError, shown
 from .model import System
 
 _KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-PROFILE_FIELDS = ("display_name", "description", "category", "order", "default", "disabled", "choices", "system")
-CHOICE_FIELDS = ("display_name", "default", "options")
-OPTION_FIELDS = ("display_name", "description", "set")
+PROFILE_FIELDS = ("display_name", "description", "category", "order", "default", "disabled", "access", "choices",
+                  "system")
+CHOICE_FIELDS = ("display_name", "kind", "default", "options", "pattern", "container", "access")
+OPTION_FIELDS = ("display_name", "description", "set", "access")
+ACCESS_FIELDS = ("groups", "users")
+#: What a choice is: one of the admin's options (a select), or an image the user types, which
+#: must match the admin's pattern in full.
+CHOICE_KINDS = ("options", "image")
+#: The longest image reference a user may type (a name with a registry, a tag and a digest fits).
+MAX_IMAGE_CHARACTERS = 512
 #: Combinations of options checked at load; beyond it, each option is still checked alone.
 MAX_COMBINATIONS = 512
+#: What a user with no entry they may launch is told (form and API alike).
+NOTHING_OFFERED = "no application of this hub's catalog is available to you; ask its administrators for access"
 
 
 def merge(base: Any, override: Any) -> Any:
@@ -90,6 +99,32 @@ def _apply_patches(spec: dict, patches: tuple[tuple[str, Any], ...]) -> dict:
 
 
 @dataclass(frozen=True)
+class Who:
+    """The user a catalog is shown to: JupyterHub's name, groups (including those an
+    authenticator manages) and admin flag. Built at the edge (the spawner) from the hub's user."""
+
+    name: str
+    groups: frozenset = frozenset()
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use an entry, a choice or an option: members of any of ``groups``, or one of
+    ``users``. ``restricted`` is False when the catalog says nothing (everyone may)."""
+
+    groups: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    restricted: bool = False
+
+    def allows(self, who: Who) -> bool:
+        return not self.restricted or who.name in self.users or not who.groups.isdisjoint(self.groups)
+
+
+EVERYONE = Access()
+
+
+@dataclass(frozen=True)
 class Option:
     """One offered value of a choice; ``patches`` are the admin's ``set`` entries."""
 
@@ -97,6 +132,7 @@ class Option:
     display_name: str
     description: str
     patches_json: str  # JSON of a list of [dotted.path, value]: immutable, and values stay admin-written
+    access: Access = EVERYONE
 
     @property
     def patches(self) -> tuple[tuple[str, Any], ...]:
@@ -105,18 +141,55 @@ class Option:
 
 @dataclass(frozen=True)
 class Choice:
-    """A variant the user may pick for a profile (image tag, size, UI), with its default."""
+    """A variant the user may pick for a profile (image tag, size, UI), with its default.
+
+    ``kind`` "options": the user picks one of ``options`` by key. ``kind`` "image": the user
+    types an image for ``container``, taken only when ``pattern`` matches it in full; it is
+    the one user-typed value that reaches a pod, and only as that container's image.
+    ``locked``: shown to nobody and fixed to its default (a user outside the choice's access).
+    """
 
     key: str
     display_name: str
     default: str
     options: tuple[Option, ...]
+    kind: str = "options"
+    pattern: Optional[str] = None
+    container: Optional[str] = None
+    access: Access = EVERYONE
+    locked: bool = False
 
     def option(self, key: str) -> Optional[Option]:
         for option in self.options:
             if option.key == key:
                 return option
         return None
+
+    def accepts(self, value: Any) -> bool:
+        """Whether a user may send ``value`` for this choice."""
+        if self.locked or not isinstance(value, str):
+            return False
+        if self.kind == "image":
+            return _image_matches(self.pattern or "", value)
+        return self.option(value) is not None
+
+    def patches_for(self, value: str) -> tuple[tuple[str, Any], ...]:
+        if self.kind == "image":
+            return ((f"containers.{self.container}.image", value),)
+        option = self.option(value)
+        assert option is not None, (self.key, value)
+        return option.patches
+
+    def offered(self) -> str:
+        """What a user may send, for error messages."""
+        if self.kind == "image":
+            return f"an image matching {self.pattern!r}"
+        return ", ".join(o.key for o in self.options)
+
+
+def _image_matches(pattern: str, value: str) -> bool:
+    return (0 < len(value) <= MAX_IMAGE_CHARACTERS and value.isprintable() and not any(c.isspace() for c in value)
+            and re.fullmatch(pattern, value) is not None)
 
 
 @dataclass(frozen=True)
@@ -129,10 +202,11 @@ class Profile:
     order: int
     default: bool
     choices: tuple[Choice, ...]
-    system_json: str
+    system_json: str  # the System description before choices, as JSON (immutable)
     #: The heading the form lists this entry under ("" for none); entries of one category keep
     #: their catalog order.
-    category: str = ""  # the System description before choices, as JSON (immutable)
+    category: str = ""
+    access: Access = EVERYONE
 
     def choice(self, key: str) -> Optional[Choice]:
         for choice in self.choices:
@@ -147,10 +221,28 @@ class Profile:
         """The System for a full set of already-validated choice keys."""
         spec = json.loads(self.system_json)
         for choice in self.choices:
-            option = choice.option(choices[choice.key])
-            assert option is not None, (choice.key, choices[choice.key])
-            spec = _apply_patches(spec, option.patches)
+            spec = _apply_patches(spec, choice.patches_for(choices[choice.key]))
         return System.from_dict(self.key, spec, path or self.key)
+
+    def visible_to(self, who: Who) -> Optional["Profile"]:
+        """This entry as ``who`` may launch it (options they may not use removed, choices they
+        may not change fixed to their default), or None when they may not launch it at all."""
+        if not self.access.allows(who):
+            return None
+        choices = []
+        for choice in self.choices:
+            if not choice.access.allows(who):
+                choices.append(replace(choice, locked=True))
+                continue
+            if choice.kind == "options":
+                options = tuple(o for o in choice.options if o.access.allows(who))
+                if not options:
+                    return None
+                if len(options) != len(choice.options):
+                    default = choice.default if any(o.key == choice.default for o in options) else options[0].key
+                    choice = replace(choice, options=options, default=default)
+            choices.append(choice)
+        return replace(self, choices=tuple(choices))
 
 
 @dataclass(frozen=True)
@@ -174,6 +266,15 @@ class Catalog:
 
     profiles: tuple[Profile, ...]
 
+    def visible_to(self, who: Who, admins_see_all: bool = True) -> "Catalog":
+        """The catalog ``who`` may launch from: what the form shows them and what their starts
+        are checked against, so an entry they may not use is refused exactly as an unknown one
+        (the answer reveals nothing). Admins see everything unless ``admins_see_all`` is off."""
+        if who.admin and admins_see_all:
+            return self
+        visible = tuple(p for p in (profile.visible_to(who) for profile in self.profiles) if p is not None)
+        return self if visible == self.profiles else Catalog(profiles=visible)
+
     def get(self, key: str) -> Optional[Profile]:
         for profile in self.profiles:
             if profile.key == key:
@@ -182,6 +283,8 @@ class Catalog:
 
     @property
     def default_profile(self) -> Profile:
+        if not self.profiles:
+            raise OptionsError(NOTHING_OFFERED)
         for profile in self.profiles:
             if profile.default:
                 return profile
@@ -203,6 +306,8 @@ class Catalog:
             raise OptionsError(
                 f"unknown option {shown(extra[0])}: only 'profile' and 'choices' are accepted"
             )
+        if not self.profiles:
+            raise OptionsError(NOTHING_OFFERED)
         key = user_options.get("profile")
         if key is None:
             key = self.default_profile.key
@@ -220,13 +325,13 @@ class Catalog:
         chosen = profile.default_choices()
         for name, value in requested.items():
             choice = profile.choice(name) if isinstance(name, str) else None
-            if choice is None:
-                offered = ", ".join(c.key for c in profile.choices) or "none"
+            if choice is None or choice.locked:
+                offered = ", ".join(c.key for c in profile.choices if not c.locked) or "none"
                 raise OptionsError(f"{profile.display_name} has no choice {shown(name)} (choices: {offered})")
-            if not isinstance(value, str) or choice.option(value) is None:
-                offered = ", ".join(o.key for o in choice.options)
+            if not choice.accepts(value):
                 raise OptionsError(
-                    f"{shown(value)} is not offered for {choice.display_name} of {profile.display_name} (offered: {offered})"
+                    f"{shown(value)} is not offered for {choice.display_name} of {profile.display_name} "
+                    f"(offered: {choice.offered()})"
                 )
             chosen[name] = value
         return Selection(profile=profile, choices=tuple((c.key, chosen[c.key]) for c in profile.choices))
@@ -249,9 +354,9 @@ class Catalog:
             profile_key, _, choice_key = str(field_name).partition(".")
             profile = self.get(profile_key)
             choice = profile.choice(choice_key) if profile else None
-            if choice is None:
+            if choice is None or choice.locked:
                 raise OptionsError(f"unexpected form field {shown(field_name)}")
-            if len(values) != 1 or not isinstance(values[0], str) or choice.option(values[0]) is None:
+            if len(values) != 1 or not choice.accepts(values[0]):
                 raise OptionsError(f"{shown(values)} is not offered for {choice.display_name} of {profile.display_name}")
             if profile_key == selected:
                 choices[choice_key] = values[0]
@@ -296,12 +401,18 @@ def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
     choices_data = entry.get("choices") or {}
     if not isinstance(choices_data, Mapping):
         raise CatalogError(f"{path}.choices", f"expected a mapping of choices, got {type(choices_data).__name__}")
-    choices = tuple(_parse_choice(ck, cv, f"{path}.choices.{ck}") for ck, cv in choices_data.items())
+    containers = system.get("containers")
+    serve = system.get("serve")
+    served = serve.get("container") if isinstance(serve, Mapping) else None
+    container_names = tuple(containers) if isinstance(containers, Mapping) else ()
+    choices = tuple(_parse_choice(ck, cv, f"{path}.choices.{ck}", served, container_names)
+                    for ck, cv in choices_data.items())
     profile = Profile(
         key=key,
         display_name=_text(entry, "display_name", path, key),
         description=_text(entry, "description", path, ""),
         category=_text(entry, "category", path, ""),
+        access=_parse_access(entry.get("access"), f"{path}.access"),
         order=order,
         default=default,
         choices=choices,
@@ -316,12 +427,16 @@ def _parse_profile(key: str, entry: Mapping, path: str) -> Profile:
         raise CatalogError(err.path, err.message) from None
     _checked_system(profile, profile.default_choices(), path, path)
     for choice in choices:
+        if choice.kind == "image":
+            continue  # its default is checked with the defaults above
         for option in choice.options:
             picked = dict(profile.default_choices(), **{choice.key: option.key})
             _checked_system(profile, picked, f"{path}.choices.{choice.key}.options.{option.key}", path)
-    # Then every combination a user can pick, so no pair of options fails only at spawn time.
-    for combination in itertools.islice(itertools.product(*(c.options for c in choices)), MAX_COMBINATIONS):
-        picked = {c.key: o.key for c, o in zip(choices, combination)}
+    # Then every combination a user can pick, so no pair of options fails only at spawn time
+    # (a typed image counts as its default: the pattern decides the rest).
+    keys = [tuple(o.key for o in c.options) if c.kind == "options" else (c.default,) for c in choices]
+    for combination in itertools.islice(itertools.product(*keys), MAX_COMBINATIONS):
+        picked = {c.key: value for c, value in zip(choices, combination)}
         where = ", ".join(f"{c}={o}" for c, o in picked.items())
         _checked_system(profile, picked, f"{path}.choices[{where}]", path)
     return profile
@@ -350,9 +465,36 @@ def _checked_system(profile: Profile, choices: dict, where: str, system_path: st
         raise CatalogError(where, f"with this option, {err.path}: {err.message}") from None
 
 
-def _parse_choice(key: Any, data: Any, path: str) -> Choice:
+def _parse_access(data: Any, path: str) -> Access:
+    """``{groups: [...], users: [...]}``: JupyterHub group and user names."""
+    if data is None:
+        return EVERYONE
+    _fields(data, path, ACCESS_FIELDS)
+    names = {}
+    for key in ACCESS_FIELDS:
+        value = data.get(key) or []
+        if not isinstance(value, (list, tuple)):
+            raise CatalogError(f"{path}.{key}", f"expected a list of names, got {type(value).__name__}")
+        for i, name in enumerate(value):
+            if not isinstance(name, str) or not name.strip():
+                raise CatalogError(f"{path}.{key}[{i}]", f"expected a name, got {name!r}")
+        names[key] = tuple(value)
+    return Access(groups=names["groups"], users=names["users"], restricted=True)
+
+
+def _parse_choice(key: Any, data: Any, path: str, served: Optional[str] = None,
+                  containers: tuple[str, ...] = ()) -> Choice:
     _key(key, path)
     _fields(data, path, CHOICE_FIELDS)
+    kind = data.get("kind", "options")
+    if kind not in CHOICE_KINDS:
+        raise CatalogError(f"{path}.kind", f"{kind!r} is not one of: {', '.join(CHOICE_KINDS)}")
+    access = _parse_access(data.get("access"), f"{path}.access")
+    if kind == "image":
+        return _parse_image_choice(key, data, path, served, containers, access)
+    for field_name in ("pattern", "container"):
+        if field_name in data:
+            raise CatalogError(f"{path}.{field_name}", "only for a choice of kind: image")
     options_data = data.get("options")
     if not isinstance(options_data, Mapping) or not options_data:
         raise CatalogError(f"{path}.options", "needs at least one option (a mapping keyed by option)")
@@ -375,6 +517,7 @@ def _parse_choice(key: Any, data: Any, path: str) -> Choice:
                 display_name=_text(odata, "display_name", opath, okey),
                 description=_text(odata, "description", opath, ""),
                 patches_json=json.dumps([[k, v] for k, v in patches.items()]),
+                access=_parse_access(odata.get("access"), f"{opath}.access"),
             )
         )
     default = data.get("default", options[0].key)
@@ -385,4 +528,28 @@ def _parse_choice(key: Any, data: Any, path: str) -> Choice:
         display_name=_text(data, "display_name", path, key),
         default=default,
         options=tuple(options),
+        access=access,
     )
+
+
+def _parse_image_choice(key: str, data: Mapping, path: str, served: Optional[str],
+                        containers: tuple[str, ...], access: Access) -> Choice:
+    if "options" in data:
+        raise CatalogError(f"{path}.options", "a choice of kind: image has no options (the user types the image)")
+    pattern = data.get("pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise CatalogError(f"{path}.pattern", "is required: a regular expression the whole image must match")
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise CatalogError(f"{path}.pattern", f"{pattern!r} is not a regular expression: {err}") from None
+    container = data.get("container", served)
+    if not isinstance(container, str) or (containers and container not in containers):
+        raise CatalogError(f"{path}.container", f"{container!r} is not one of the containers ({', '.join(containers)})")
+    default = data.get("default")
+    if not isinstance(default, str) or not default:
+        raise CatalogError(f"{path}.default", "is required: the image used when the user types none")
+    if not _image_matches(pattern, default):
+        raise CatalogError(f"{path}.default", f"{default!r} does not match the pattern {pattern!r}")
+    return Choice(key=key, display_name=_text(data, "display_name", path, key), default=default, options=(),
+                  kind="image", pattern=pattern, container=container, access=access)

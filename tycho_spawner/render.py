@@ -28,7 +28,7 @@ import jinja2
 import yaml
 
 from .errors import RenderError
-from .model import Container, Limits, Probe, System
+from .model import Container, EnvFrom, EnvRef, Limits, Probe, System, Volume
 
 #: The port name KubeSpawner and zero-to-jupyterhub look for on the server's container.
 SERVER_PORT_NAME = "notebook-port"
@@ -124,6 +124,9 @@ class Server:
     #: connect to it (``JUPYTERHUB_API_URL`` names a Service of those pods, or their address).
     hub_selector: tuple[tuple[str, str], ...] = (("component", "hub"),)
     hub_port: int = 8081
+    #: The user's name as KubeSpawner escapes it for object names (``{username}``): what a
+    #: volume's ``sub_path`` puts in place of ``{username}``.
+    user_slug: str = "user"
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,63 @@ def env_var(name: str, value: Any) -> dict:
     """One entry of a container's ``env`` list."""
     if isinstance(value, EnvSource):
         return {"name": name, "valueFrom": value.value_from}
+    if isinstance(value, EnvRef):
+        ref = {"name": value.name, "key": value.key}
+        if value.optional:
+            ref["optional"] = True
+        return {"name": name, "valueFrom": {_REF_KINDS[value.kind][0]: ref}}
     return {"name": name, "value": value}
+
+
+#: How a catalog names where a value comes from, and how Kubernetes does (a key ref, a whole object).
+_REF_KINDS = {"secret": ("secretKeyRef", "secretRef"), "config_map": ("configMapKeyRef", "configMapRef")}
+
+
+def env_from(source: EnvFrom) -> dict:
+    """One entry of a container's ``envFrom`` list."""
+    ref: dict[str, Any] = {"name": source.name}
+    if source.optional:
+        ref["optional"] = True
+    entry: dict[str, Any] = {_REF_KINDS[source.kind][1]: ref}
+    if source.prefix:
+        entry["prefix"] = source.prefix
+    return entry
+
+
+def volume_mounts(system: System, container: Container, server: "Server") -> list[dict]:
+    """A container's mounts of the System's volumes (read-only and sub-paths as the volume says)."""
+    volumes = {v.name: v for v in system.volumes}
+    mounts = []
+    for name, path in container.mounts:
+        volume = volumes[name]
+        mount: dict[str, Any] = {"name": name, "mountPath": path}
+        sub_path = volume.sub_path_for(server.user_slug)
+        if sub_path:
+            mount["subPath"] = sub_path
+        if volume.read_only:
+            mount["readOnly"] = True
+        mounts.append(mount)
+    return mounts
+
+
+def volume_source(volume: Volume) -> dict:
+    """A System volume as a pod's volume: an existing claim, a ConfigMap, a Secret or scratch space."""
+    if volume.claim:
+        claim: dict[str, Any] = {"claimName": volume.claim}
+        if volume.read_only:
+            claim["readOnly"] = True
+        return {"name": volume.name, "persistentVolumeClaim": claim}
+    if volume.config_map or volume.secret:
+        source: dict[str, Any] = ({"name": volume.config_map} if volume.config_map else {"secretName": volume.secret})
+        if volume.optional:
+            source["optional"] = True
+        return {"name": volume.name, ("configMap" if volume.config_map else "secret"): source}
+    empty: dict[str, Any] = {}
+    if volume.size_limit:
+        empty["sizeLimit"] = volume.size_limit
+    if volume.memory:
+        empty["medium"] = "Memory"
+    return {"name": volume.name, "emptyDir": empty}
 
 
 def _plan(system: System, server: Server) -> tuple[list[dict], int]:
@@ -267,6 +326,8 @@ def _plan(system: System, server: Server) -> tuple[list[dict], int]:
             "spec": container,
             "ports": ports,
             "env": [env_var(name, value) for name, value in env.items()],
+            "env_from": [env_from(source) for source in container.env_from],
+            "mounts": volume_mounts(system, container, server),
         })
     return planned, port
 
@@ -304,7 +365,8 @@ def render_pod_parts(system: System, server: Server, env: jinja2.Environment) ->
     parts = _load(
         env,
         "pod.yaml.j2",
-        {"system": system, "server": server, "containers": planned},
+        {"system": system, "server": server, "containers": planned,
+         "volumes": [volume_source(v) for v in system.volumes]},
     )
     if not isinstance(parts, dict) or not isinstance(parts.get("containers"), list):
         raise RenderError("template pod.yaml.j2 must produce a mapping with a 'containers' list")
@@ -498,11 +560,46 @@ def render_pod(
     spec["volumes"] = [v for v in volumes if v["name"] in used]
     if not spec["volumes"]:
         del spec["volumes"]
+    _schedule(spec, system)
     spec["securityContext"] = {**(spec.get("securityContext") or {}), **parts.security_context}
     # A user's app is untrusted code: the container runtime's default syscall filter unless the
     # site chose a profile (KubeSpawner's pod_security_context, extra_pod_config).
     spec["securityContext"].setdefault("seccompProfile", dict(RUNTIME_DEFAULT_SECCOMP))
     return pod
+
+
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+_PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+
+
+def _schedule(spec: dict, system: System) -> None:
+    """The entry's scheduling over the site's (the base pod's): node selector keys replace the
+    site's, tolerations add to them, node affinity must hold as well as the site's (each of the
+    site's required terms joined with each of the entry's: Kubernetes ORs terms, so AND is
+    their product), preferences add up, the priority class replaces the site's."""
+    scheduling = system.scheduling
+    if scheduling.node_selector:
+        spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **dict(scheduling.node_selector)}
+    tolerations = list(spec.get("tolerations") or [])
+    tolerations += [t for t in system.tolerations() if t not in tolerations]
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if scheduling.priority_class:
+        spec["priorityClassName"] = scheduling.priority_class
+        spec.pop("priority", None)  # the admission controller sets it from the class
+    if scheduling.node_affinity:
+        entry = json.loads(scheduling.node_affinity)
+        affinity = spec.setdefault("affinity", {})
+        node = affinity.setdefault("nodeAffinity", {})
+        if _REQUIRED in entry:
+            theirs = entry[_REQUIRED]["nodeSelectorTerms"]
+            ours = (node.get(_REQUIRED) or {}).get("nodeSelectorTerms") or [{}]
+            node[_REQUIRED] = {"nodeSelectorTerms": [
+                {kind: (site.get(kind) or []) + (term.get(kind) or [])
+                 for kind in ("matchExpressions", "matchFields") if site.get(kind) or term.get(kind)}
+                for site in ours for term in theirs]}
+        if _PREFERRED in entry:
+            node[_PREFERRED] = list(node.get(_PREFERRED) or []) + entry[_PREFERRED]
 
 
 #: The pod-level seccomp profile every server's pod gets when the site sets none.

@@ -22,6 +22,7 @@ between spawns, kubespawner #546): the entry only shapes the objects being creat
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import sys
@@ -44,7 +45,7 @@ from .compat import SpawnException
 from .errors import CatalogError, OptionsError, RenderError, SpecError, shown
 from .form import render_form
 from .model import System, parse_egress_allow, parse_egress_rules, parse_quantity
-from .profiles import Catalog, Selection
+from .profiles import NOTHING_OFFERED, Catalog, Selection, Who
 from .render import (
     DEFAULT_EGRESS_ALLOW,
     EnvSource,
@@ -253,6 +254,19 @@ class TychoSpawner(KubeSpawner):
         """,
     )
 
+    admins_launch_everything = Bool(
+        True,
+        config=True,
+        help="""
+        Whether the hub's admins may launch every catalog entry, option and choice, whatever
+        its `access` says.
+
+        An entry's `access: {groups: [...], users: [...]}` limits who sees and launches it
+        (an option's and a choice's likewise); set this to False to hold admins to the same
+        lists (an admin still administers other users' servers through the hub).
+        """,
+    )
+
     unschedulable_is_fatal = Bool(
         True,
         config=True,
@@ -298,6 +312,19 @@ class TychoSpawner(KubeSpawner):
     def tycho_catalog(self) -> Catalog:
         return load_catalog(self.builtin_catalog, self.catalog_files, self.catalog)
 
+    @property
+    def user_catalog(self) -> Catalog:
+        """The catalog as this server's user may launch from it (their groups and admin flag
+        now: a group an authenticator manages changes at their next login)."""
+        return self.tycho_catalog.visible_to(self._who(), admins_see_all=self.admins_launch_everything)
+
+    def _who(self) -> Who:
+        user = getattr(self, "user", None)
+        if user is None:
+            return Who(name="")
+        groups = frozenset(group.name for group in (getattr(user, "groups", None) or []))
+        return Who(name=user.name, groups=groups, admin=bool(getattr(user, "admin", False)))
+
     @classmethod
     def check_config(cls, config, log=None) -> Catalog:
         """Parse the catalog a config describes, or stop the process naming the bad key; log
@@ -332,14 +359,17 @@ class TychoSpawner(KubeSpawner):
     @staticmethod
     def _options_form(spawner: "TychoSpawner") -> str:
         previous = spawner.orm_spawner.user_options if getattr(spawner, "orm_spawner", None) else None
-        return render_form(spawner.tycho_catalog, previous)
+        catalog = spawner.user_catalog
+        if not catalog.profiles:
+            return f'<p class="tycho-nothing" role="alert">{html.escape(NOTHING_OFFERED[0].upper() + NOTHING_OFFERED[1:])}.</p>'
+        return render_form(catalog, previous)
 
     @staticmethod
     def _options_from_form(formdata: dict, spawner: "TychoSpawner") -> dict:
         # The hub's own XSRF field arrives with the form's; it is not an option.
         fields = {k: v for k, v in formdata.items() if k != "_xsrf"}
         try:
-            return spawner.tycho_catalog.options_from_form(fields)
+            return spawner.user_catalog.options_from_form(fields)
         except OptionsError as err:
             raise web.HTTPError(400, str(err)) from None
 
@@ -354,7 +384,7 @@ class TychoSpawner(KubeSpawner):
 
     def _select(self, user_options: Any) -> Selection:
         try:
-            return self.tycho_catalog.select(user_options)
+            return self.user_catalog.select(user_options)
         except OptionsError as err:
             self.log.warning("%s: refused options %s: %s", self._log_name, shown(user_options), err)
             raise web.HTTPError(400, str(err)) from None
@@ -419,6 +449,7 @@ class TychoSpawner(KubeSpawner):
             home_mount_path=self.home_mount_path,
             auth_volumes=(INTERNAL_CERTS_VOLUME,) if self.internal_ssl else (),
             env_order=tuple(env),
+            user_slug=self._expand_user_properties("{username}"),
             **self._egress_context(),
         )
 

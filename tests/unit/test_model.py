@@ -164,11 +164,11 @@ def test_gpus_are_a_small_whole_number(gpus):
 @pytest.mark.parametrize(
     "mutate, path, allowed",
     [
-        (lambda d: d.update(containerz={}), PATH + ".containerz", "containers, serve, auth, volumes, security, gate, home, network"),
+        (lambda d: d.update(containerz={}), PATH + ".containerz", "containers, serve, auth, volumes, security, gate, home, network, scheduling"),
         (
             lambda d: d["containers"]["app"].update(imagePullPolicy="Always"),
             PATH + ".containers.app.imagePullPolicy",
-            "image, command, args, env, ports, limits, requests, readiness, working_dir, mounts",
+            "image, command, args, env, env_from, ports, limits, requests, readiness, working_dir, mounts",
         ),
         (
             lambda d: d["containers"]["app"]["limits"].update(memroy="1Gi"),
@@ -188,7 +188,7 @@ def test_gpus_are_a_small_whole_number(gpus):
         (
             lambda d: d["volumes"]["scratch"].update(medium="Memory"),
             PATH + ".volumes.scratch.medium",
-            "size_limit, memory",
+            "size_limit, memory, claim, config_map, secret, sub_path, read_only, optional",
         ),
         (lambda d: d["serve"].update(path="/"), PATH + ".serve.path", "container, port"),
     ],

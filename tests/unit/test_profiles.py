@@ -132,7 +132,7 @@ def test_unknown_profile_field_is_named():
     err = catalog_error(data)
     assert str(err) == (
         "catalog.app.descripton: unknown key "
-        "(expected one of: display_name, description, category, order, default, disabled, choices, system)"
+        "(expected one of: display_name, description, category, order, default, disabled, access, choices, system)"
     )
 
 
