@@ -115,6 +115,21 @@ async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
             },
         },
     }
+    # Issue 13's site policy: an entry for one group, a GPU entry, one reading a Secret, a
+    # typed image (tests/spawner/test_catalog_policy.py).
+    config.TychoSpawner.catalog.update({
+        "course-only": {"display_name": "Course lab (course-students only)",
+                        "access": {"groups": ["course-students"]}, "system": _echo_system()},
+        "gpu-echo": {
+            "display_name": "GPU app",
+            "system": _echo_system(limits={"gpus": 1}, scheduling={"node_selector": {"tycho.test/accelerator": "nvidia-t4"}}),
+            "choices": {"gpus": {"options": {"one": {}, "three": {"set": {"containers.app.limits.gpus": 3}}}}},
+        },
+        "needs-secret": {"display_name": "Reads a Secret",
+                         "system": _echo_system(env={"DB_PASSWORD": {"secret": "tycho-test-db", "key": "password"}})},
+        "typed-image": {"display_name": "Your own Python image", "system": _echo_system(),
+                        "choices": {"image": {"kind": "image", "pattern": r"python:3\.(10|11)", "default": "python:3.11"}}},
+    })
     app = MockHub.instance(config=config)
     await app.initialize([])
     await app.start()
@@ -142,6 +157,32 @@ async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
         except asyncio.CancelledError:
             pass  # the watch tasks end by cancellation; awaiting them re-raises it
         os.chdir(cwd)
+
+
+def _echo_system(limits=None, scheduling=None, env=None) -> dict:
+    """A small app answering every GET with the JSON of its DB_PASSWORD variable and its node."""
+    container = {
+        "image": "python:3.11",
+        "command": ["python3", "-c"],
+        "args": [
+            "import http.server, json, os, socket\n"
+            "class Handler(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        body = json.dumps({'DB_PASSWORD': os.environ.get('DB_PASSWORD')}).encode()\n"
+            "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+            "http.server.HTTPServer(('', 8888), Handler).serve_forever()\n"
+        ],
+        "ports": {"http": 8888},
+        "readiness": {"tcp": True},
+    }
+    if limits:
+        container["limits"] = limits
+    if env:
+        container["env"] = env
+    system = {"serve": {"container": "app", "port": 8888}, "home": False, "containers": {"app": container}}
+    if scheduling:
+        system["scheduling"] = scheduling
+    return system
 
 
 async def wait_for_spawn(app, user, server_name="", timeout=120):

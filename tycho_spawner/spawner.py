@@ -757,7 +757,8 @@ class TychoSpawner(KubeSpawner):
             if verdict.state == podstatus.READY:
                 return True
             if verdict.state == podstatus.FAILED:
-                self.log.warning("%s: pod %s cannot start: %s", self._log_name, self._pod_key, verdict.message)
+                self.log.warning("%s: pod %s cannot start: %s%s", self._log_name, self._pod_key, verdict.message,
+                                 f" (Kubernetes: {verdict.detail})" if verdict.detail else "")
                 raise SpawnException(
                     f"Your server could not start: {verdict.message}",
                     reason=verdict.reason or "pod-failed",
@@ -990,8 +991,9 @@ class TychoSpawner(KubeSpawner):
             remaining = deadline - time.monotonic()
             if verdict.state in (podstatus.FAILED, podstatus.MISSING) or remaining <= 0:
                 why = verdict.message if remaining > 0 else f"not ready within {self.start_timeout} seconds ({verdict.message})"
-                self.log.warning("%s: pod %s, started before the hub restarted, cannot start: %s; removing it",
-                                 self._log_name, self._pod_key, why)
+                self.log.warning("%s: pod %s, started before the hub restarted, cannot start: %s%s; removing it",
+                                 self._log_name, self._pod_key, why,
+                                 f" (Kubernetes: {verdict.detail})" if verdict.detail else "")
                 return 1
             await self._changed(remaining)
 
