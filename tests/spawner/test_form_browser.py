@@ -61,8 +61,9 @@ def _tab_until(browser, predicate, limit=40):
     raise AssertionError(f"Tab never reached it; focus is on {_active(browser).get_attribute('outerHTML')[:200]}")
 
 
-def _drive(url: str, name: str) -> dict:
-    """Log in, filter, pick an entry and a size, submit: with keys only. Returns what was seen."""
+def _drive(url: str, name: str, shots) -> dict:
+    """Log in, filter, pick an entry and a size, submit: with keys only. Returns what was seen;
+    screenshots of the form as it opened and as it was submitted go to ``shots`` (a directory)."""
     seen: dict = {}
     browser = chromium()
     try:
@@ -71,6 +72,7 @@ def _drive(url: str, name: str) -> dict:
         wait.until(EC.presence_of_element_located((By.NAME, "username"))).send_keys(name)
         browser.find_element(By.NAME, "password").send_keys(name, Keys.ENTER)
         wait.until(EC.visibility_of_element_located((By.ID, "tycho-filter-input")))
+        browser.save_screenshot(str(shots / "form-opened.png"))
         seen["cards_before"] = _shown_cards(browser)
         seen["headings"] = [h.text for h in browser.find_elements(By.CSS_SELECTOR, ".tycho-group h2")]
 
@@ -109,6 +111,7 @@ def _drive(url: str, name: str) -> dict:
         seen["size"] = _active(browser).get_attribute("value")
 
         # Tab: to the hub's Start button; Enter submits
+        browser.save_screenshot(str(shots / "form-filtered.png"))
         start = _tab_until(browser, lambda el: el.get_attribute("type") == "submit", limit=3)
         seen["start_text"] = start.text
         start.send_keys(Keys.ENTER)
@@ -119,12 +122,13 @@ def _drive(url: str, name: str) -> dict:
     return seen
 
 
-async def test_thirty_entries_filtered_and_started_with_the_keyboard_only(hub):
+async def test_thirty_entries_filtered_and_started_with_the_keyboard_only(hub, tmp_path):
     name = "formkeys"
     spawner = await _user_with_thirty_entries(hub, name)
     url = public_url(hub, path=f"hub/spawn/{name}")
 
-    seen = await asyncio.to_thread(_drive, url, name)
+    seen = await asyncio.to_thread(_drive, url, name, tmp_path)
+    print(f"screenshots: {tmp_path}")
 
     assert len(seen["cards_before"]) == 30
     assert seen["headings"] == ["Notebooks", "Statistics", "Web apps", "Databases", "Other applications"]
