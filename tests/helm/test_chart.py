@@ -6,6 +6,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tycho_spawner.rbac import spawner_role_rules
 
@@ -23,6 +24,23 @@ def render(chart, values=None, name="demo", namespace="jhub"):
     return by_kind_name(objects(chart.render(values or {}, name=name, namespace=namespace)))
 
 
+def load_hub_config_with_catalog(tmp_path, docs, name="demo"):
+    """The hub's configuration as its pod loads it: with the catalog ConfigMap's catalog.yaml
+    where the pod's TYCHO_CHART_CATALOG (from the hub Deployment) says it is, here in tmp_path."""
+    import os
+
+    hub = docs[("Deployment", f"{name}-hub")]["spec"]["template"]["spec"]
+    (env,) = [e["value"] for e in hub["containers"][0]["env"] if e["name"] == "TYCHO_CHART_CATALOG"]
+    (tmp_path / "catalog").mkdir()
+    path = tmp_path / "catalog" / os.path.basename(env)
+    path.write_text(docs[("ConfigMap", f"{name}-catalog")]["data"][os.path.basename(env)])
+    os.environ["TYCHO_CHART_CATALOG"] = str(path)
+    try:
+        return load_hub_config(tmp_path, {k: d for k, d in docs.items() if k != ("ConfigMap", f"{name}-catalog")})
+    finally:
+        del os.environ["TYCHO_CHART_CATALOG"]
+
+
 def test_lint_has_no_errors():
     from helm_python import lint
 
@@ -34,7 +52,7 @@ def test_lint_has_no_errors():
 def test_default_render_has_every_part(chart):
     docs = render(chart)
     assert set(docs) == {
-        ("ConfigMap", "demo-config"), ("Secret", "demo-secret"),
+        ("ConfigMap", "demo-config"), ("ConfigMap", "demo-catalog"), ("Secret", "demo-secret"),
         ("ServiceAccount", "demo-hub"), ("Role", "demo-hub"), ("RoleBinding", "demo-hub"),
         ("Deployment", "demo-hub"), ("Service", "demo-hub"),
         ("Deployment", "demo-proxy"), ("Service", "demo-proxy-api"), ("Service", "demo-public"),
@@ -74,19 +92,48 @@ def test_secrets_are_generated_per_install(chart):
 
 def test_the_hub_reads_the_values_the_chart_was_rendered_with(chart, tmp_path):
     docs = render(chart, values_file("custom-catalog.yaml"))
-    config = load_hub_config(tmp_path, docs)
-    assert config.TychoSpawner.catalog == values_file("custom-catalog.yaml")["catalog"]
+    config = load_hub_config_with_catalog(tmp_path, docs)
+    # The catalog reaches the hub as the file it follows, not as config read once.
+    assert "catalog" not in config.TychoSpawner
+    (catalog_file,) = config.TychoSpawner.catalog_files
+    assert yaml.safe_load(open(catalog_file)) == values_file("custom-catalog.yaml")["catalog"]
     assert config.TychoSpawner.namespace == "jhub"
     assert config.JupyterHub.hub_connect_url == "http://demo-hub:8081"
     assert config.ConfigurableHTTPProxy.api_url == "http://demo-proxy-api:8001"
     assert {"component": "proxy", "app.kubernetes.io/instance": "demo"} in config.TychoSpawner.network_policy_ingress_from
 
 
-def test_a_broken_catalog_in_values_stops_the_hub_naming_the_key(chart, tmp_path):
+def test_a_broken_catalog_in_values_stops_the_hub_naming_the_key(chart, tmp_path, capsys):
     values = {"catalog": {"course": {"system": {"serve": {"container": "x", "port": 1}, "containers": {}}}}}
     docs = render(chart, values)
     with pytest.raises(SystemExit):
-        load_hub_config(tmp_path, docs)
+        load_hub_config_with_catalog(tmp_path, docs)
+    assert "course" in capsys.readouterr().err
+
+
+def test_a_catalog_change_reaches_the_running_hub_without_a_restart(chart):
+    """The catalog is a ConfigMap of its own, mounted as a directory (the kubelet updates it),
+    and a change of it leaves the hub pod's template, its checksum included, as it was:
+    `helm upgrade` does not restart the hub for it; any other value change still does."""
+    before = render(chart)
+    after = render(chart, {"catalog": {"course": {"display_name": "Course"}}})
+    assert yaml.safe_load(after[("ConfigMap", "demo-catalog")]["data"]["catalog.yaml"]) == {
+        "course": {"display_name": "Course"}}
+    assert yaml.safe_load(before[("ConfigMap", "demo-catalog")]["data"]["catalog.yaml"]) == {}
+    assert before[("Deployment", "demo-hub")] == after[("Deployment", "demo-hub")]
+    assert before[("ConfigMap", "demo-config")] == after[("ConfigMap", "demo-config")]
+    assert "catalog" not in json.loads(after[("ConfigMap", "demo-config")]["data"]["values.json"])["values"]
+    other = render(chart, {"hub": {"cullIdleTimeout": 60}})
+    checksum = "checksum/config"
+    assert (other[("Deployment", "demo-hub")]["spec"]["template"]["metadata"]["annotations"][checksum]
+            != before[("Deployment", "demo-hub")]["spec"]["template"]["metadata"]["annotations"][checksum])
+    hub = after[("Deployment", "demo-hub")]["spec"]["template"]["spec"]
+    (volume,) = [v for v in hub["volumes"] if v["name"] == "catalog"]
+    assert volume["configMap"] == {"name": "demo-catalog"}
+    (mount,) = [m for m in hub["containers"][0]["volumeMounts"] if m["name"] == "catalog"]
+    assert "subPath" not in mount and "subPathExpr" not in mount
+    (env,) = [e["value"] for e in hub["containers"][0]["env"] if e["name"] == "TYCHO_CHART_CATALOG"]
+    assert env == f"{mount['mountPath']}/catalog.yaml"
 
 
 def test_ingress_values(chart):
@@ -156,6 +203,7 @@ def test_every_name_is_computed_once_and_the_hub_config_uses_them(chart, tmp_pat
     assert names == {
         "hub": f"{base}-hub", "proxy": f"{base}-proxy", "proxyApi": f"{base}-proxy-api", "public": f"{base}-public",
         "config": f"{base}-config", "secret": f"{base}-secret", "ingress": base, "hubDb": f"{base}-hub-db",
+        "catalog": f"{base}-catalog",
     }
     # Every object is named by a helper, and within Kubernetes' limits (a Service's name is a DNS label).
     assert {n for _, n in docs} <= set(names.values())
@@ -178,7 +226,7 @@ def test_every_name_is_computed_once_and_the_hub_config_uses_them(chart, tmp_pat
     # ... and so does every reference between the chart's own objects.
     hub = docs[("Deployment", names["hub"])]["spec"]["template"]["spec"]
     assert hub["serviceAccountName"] == names["hub"]
-    assert {v["configMap"]["name"] for v in hub["volumes"] if "configMap" in v} == {names["config"]}
+    assert {v["configMap"]["name"] for v in hub["volumes"] if "configMap" in v} == {names["config"], names["catalog"]}
     proxy = docs[("Deployment", names["proxy"])]["spec"]["template"]["spec"]
     refs = [e["valueFrom"]["secretKeyRef"]["name"] for c in hub["containers"] + proxy["containers"]
             for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]

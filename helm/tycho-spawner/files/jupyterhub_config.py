@@ -2,6 +2,8 @@
 # It reads the values the chart was rendered with and the names of the release's objects
 # (values.json next to this file, from the chart's _helpers.tpl), so the hub and the chart
 # never disagree; a broken catalog stops the hub at start, naming the key.
+# The catalog is not in values.json: it is the file catalog.yaml of the release's catalog
+# ConfigMap (TYCHO_CHART_CATALOG), which the hub follows while it runs (no restart for a change).
 import json
 import os
 import sys
@@ -36,7 +38,14 @@ c.JupyterHub.spawner_class = TychoSpawner
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = hub_values["namedServerLimitPerUser"]
 c.TychoSpawner.namespace = os.environ.get("POD_NAMESPACE", chart["namespace"])
-c.TychoSpawner.catalog = values["catalog"]
+# The catalog (the values' `catalog`): its ConfigMap, mounted as a directory, is followed while
+# the hub runs: `helm upgrade` with a new catalog reaches the form and the API within the
+# kubelet's sync period, without a restart; a broken new version is logged naming the key and
+# the last good catalog stays. The chart's hub pod always sets TYCHO_CHART_CATALOG
+# (templates/hub.yaml); this file read anywhere else (the chart's render tests) has no catalog
+# file, only the built-in catalog and what hub.extraConfig adds.
+if os.environ.get("TYCHO_CHART_CATALOG"):
+    c.TychoSpawner.catalog_files = [os.environ["TYCHO_CHART_CATALOG"]]
 c.TychoSpawner.start_timeout = singleuser["startTimeout"]
 c.TychoSpawner.http_timeout = singleuser["httpTimeout"]
 network_policy = singleuser["networkPolicy"]

@@ -41,6 +41,16 @@
 {{- include "tycho.fullname" . }}-config
 {{- end -}}
 
+{{/* The ConfigMap of the catalog (catalog.yaml, followed by the running hub). */}}
+{{- define "tycho.catalog.fullname" -}}
+{{- include "tycho.fullname" . }}-catalog
+{{- end -}}
+
+{{/* Where the hub pod mounts it (a directory: the kubelet updates its files in place). */}}
+{{- define "tycho.catalog.mountPath" -}}
+/etc/tycho-spawner/catalog
+{{- end -}}
+
 {{/* The Secret with the cookie secret and the proxy's token. */}}
 {{- define "tycho.secret.fullname" -}}
 {{- include "tycho.fullname" . }}-secret
@@ -54,6 +64,7 @@
     "proxyApi" (include "tycho.proxy-api.fullname" .)
     "public" (include "tycho.public.fullname" .)
     "config" (include "tycho.config.fullname" .)
+    "catalog" (include "tycho.catalog.fullname" .)
     "secret" (include "tycho.secret.fullname" .)
     "hubDb" (include "tycho.hub-db.fullname" .)
     "ingress" (include "tycho.fullname" .)
