@@ -26,6 +26,8 @@ setup(
         "Jinja2>=3.1,<4",
         "PyYAML>=6.0,<7",
         "traitlets>=5.15,<6",
+        # The catalog's one definition (tycho_spawner/schema.py); JupyterHub itself requires it.
+        "pydantic>=2.13,<3",
         "tornado>=6.5,<7",
         # KubeSpawner's slugs, used directly by `tycho import-profiles`.
         "python-slugify>=8",

@@ -14,50 +14,35 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Optional
 
-from .errors import SpecError
-
-# Kubernetes quantity: a decimal number with an optional binary (Ki..Ei) or decimal (n..E)
-# suffix or an exponent. Signs are not accepted: no limit or request is negative.
-_QUANTITY_RE = re.compile(
-    r"^(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+from .checks import (
+    _ENV_KEY_RE,
+    _ENV_NAME_RE,
+    _EXTENDED_RESOURCE_RE,
+    _HEADER_NAME_RE,
+    object_name,
+    parse_quantity,
 )
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-}
-
-# RFC 1123 label (container, port, volume names) and C identifier (env var names).
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-# A key of a Secret or ConfigMap.
-_ENV_KEY_RE = re.compile(r"^[-._A-Za-z0-9]+$")
+from .checks import a_list as _list
+from .checks import absolute_path as _absolute
+from .checks import boolean as _bool
+from .checks import dns_label as _dns_label
+from .checks import integer as _int
+from .checks import label_key as _label_key
+from .checks import label_value as _label_value
+from .checks import mapping as _check_mapping
+from .checks import port as _port
+from .checks import string as _str
+from .checks import string_list as _str_list
+from . import schema
+from .errors import SpecError
 
 AUTH_MODES = ("jupyter", "gate")
 
 #: GPUs are counted in this extended resource unless an entry names another (``amd.com/gpu``,
 #: ``gpu.intel.com/i915``, a MIG slice such as ``nvidia.com/mig-1g.5gb``).
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
-# An extended resource: a domain (not kubernetes.io's) and a name, as Kubernetes accepts them.
-_EXTENDED_RESOURCE_RE = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-# A DNS subdomain (Kubernetes object names: Secrets, ConfigMaps, claims, priority classes).
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
 def _gpus(value: Any, path: str) -> tuple[int, str]:
     """``gpus: 1`` (NVIDIA's resource) or ``gpus: {count: 1, resource: amd.com/gpu}``."""
     if isinstance(value, Mapping):
@@ -68,36 +53,6 @@ def _gpus(value: Any, path: str) -> tuple[int, str]:
             raise SpecError(f"{path}.resource", f"{resource!r} is not an extended resource name (such as nvidia.com/gpu)")
         return _int(value["count"], f"{path}.count", 0, 64), resource
     return _int(value, path, 0, 64), DEFAULT_GPU_RESOURCE
-
-
-def object_name(value: Any, path: str, what: str = "name") -> str:
-    """A Kubernetes object's name (a DNS subdomain): a Secret, ConfigMap, claim, priority class."""
-    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value):
-        raise SpecError(path, f"{value!r} is not a {what} (lowercase letters, digits, '-' and '.')")
-    return value
-
-
-def parse_quantity(value: Any, path: str) -> Decimal:
-    """Return the numeric value of a Kubernetes quantity, or raise naming ``path``.
-
-    Numbers from YAML (``memory: 2``) are accepted as their string form, as kubectl does.
-    """
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise SpecError(path, f"{value!r} is not a Kubernetes quantity")
-    text = str(value)
-    match = _QUANTITY_RE.match(text)
-    if not match:
-        raise SpecError(path, f"{text!r} is not a Kubernetes quantity")
-    try:
-        number = Decimal(match["num"])
-    except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-        raise SpecError(path, f"{text!r} is not a Kubernetes quantity") from None
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return number * _DECIMAL[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
 
 
 def _check_keys(data: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> Mapping:
@@ -112,47 +67,6 @@ def _check_keys(data: Any, path: str, allowed: tuple[str, ...], required: tuple[
     return data
 
 
-def _str(value: Any, path: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not allow_empty and not value):
-        raise SpecError(path, f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def _str_list(value: Any, path: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple)):
-        raise SpecError(path, f"expected a list of strings, got {type(value).__name__}")
-    return tuple(_str(v, f"{path}[{i}]", allow_empty=True) for i, v in enumerate(value))
-
-
-def _int(value: Any, path: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(path, f"expected an integer from {low} to {high}, got {value!r}")
-    return value
-
-
-def _absolute(value: Any, path: str) -> str:
-    text = _str(value, path)
-    if not text.startswith("/"):
-        raise SpecError(path, f"{text!r} must be an absolute path")
-    if text != "/" and text.endswith("/"):
-        text = text.rstrip("/")
-    if text == "/" or any(part in (".", "..") for part in text.split("/")):
-        raise SpecError(path, f"{text!r} is not a usable mount point")
-    return text
-
-
-def _port(value: Any, path: str) -> int:
-    return _int(value, path, 1, 65535)
-
-
-def _dns_label(value: Any, path: str) -> str:
-    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL_RE.match(value):
-        raise SpecError(path, f"{value!r} is not a valid name (lowercase letters, digits and '-', at most 63)")
-    return value
-
-
 @dataclass(frozen=True)
 class Limits:
     """Compute resources, as Kubernetes quantities (strings kept as the admin wrote them)."""
@@ -164,7 +78,7 @@ class Limits:
     #: The extended resource the GPUs are counted in (NVIDIA's, AMD's, a MIG slice...).
     gpu_resource: str = DEFAULT_GPU_RESOURCE
 
-    FIELDS = ("cpu", "memory", "gpus", "ephemeral_storage")
+    FIELDS = tuple(schema.Limits.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "Limits":
@@ -204,7 +118,7 @@ class Probe:
     period_seconds: int = 1
     failure_threshold: int = 3
 
-    FIELDS = ("http", "tcp", "port", "initial_delay_seconds", "period_seconds", "failure_threshold")
+    FIELDS = tuple(schema.Probe.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str, default_port: Optional[int]) -> Optional["Probe"]:
@@ -243,7 +157,7 @@ class EnvRef:
     key: str
     optional: bool = False
 
-    FIELDS = ("secret", "config_map", "key", "optional")
+    FIELDS = tuple(schema.EnvRef.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "EnvRef":
@@ -265,7 +179,7 @@ class EnvFrom:
     prefix: str = ""
     optional: bool = False
 
-    FIELDS = ("secret", "config_map", "prefix", "optional")
+    FIELDS = tuple(schema.EnvFrom.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "EnvFrom":
@@ -283,12 +197,6 @@ def _one_source(data: Mapping, path: str, kinds: tuple[str, ...]) -> str:
     if len(given) != 1:
         raise SpecError(path, f"give exactly one of: {', '.join(kinds)}")
     return given[0]
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(path, f"must be true or false, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -309,10 +217,7 @@ class Container:
     mounts: tuple[tuple[str, str], ...] = ()
     env_from: tuple[EnvFrom, ...] = ()
 
-    FIELDS = (
-        "image", "command", "args", "env", "env_from", "ports", "limits", "requests",
-        "readiness", "working_dir", "mounts",
-    )
+    FIELDS = tuple(schema.Container.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "Container":
@@ -410,7 +315,7 @@ class Volume:
     read_only: bool = False
     optional: bool = False
 
-    FIELDS = ("size_limit", "memory", "claim", "config_map", "secret", "sub_path", "read_only", "optional")
+    FIELDS = tuple(schema.Volume.model_fields)  # the keys, from the one definition
     SOURCES = ("claim", "config_map", "secret")
 
     @classmethod
@@ -463,7 +368,7 @@ class Security:
     run_as_group: int = 100
     fs_group: Optional[int] = 100
 
-    FIELDS = ("run_as_user", "run_as_group", "fs_group")
+    FIELDS = tuple(schema.Security.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "Security":
@@ -501,7 +406,7 @@ class Home:
     read_only: bool = False
     enabled: bool = True
 
-    FIELDS = ("container", "path", "sub_path", "read_only")
+    FIELDS = tuple(schema.Home.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str, serve_container: str) -> "Home":
@@ -534,7 +439,6 @@ class Serve:
     port: int
 
 
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -549,7 +453,7 @@ class GateOptions:
     keep_prefix: Optional[bool] = None
     prefix_header: Optional[str] = None
 
-    FIELDS = ("keep_prefix", "prefix_header")
+    FIELDS = tuple(schema.GateOptions.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "GateOptions":
@@ -579,9 +483,6 @@ EGRESS_ALLOW_RULES = (
 _PEER_FIELDS = ("ipBlock", "namespaceSelector", "podSelector")
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 _SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-# Kubernetes' label syntax: an optional DNS-subdomain prefix, a name of at most 63 characters.
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # A named port (IANA service name): what a container's port may be called.
 _PORT_NAME_RE = re.compile(r"^(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -611,12 +512,6 @@ def parse_egress_rules(data: Any, path: str) -> tuple[str, ...]:
         raise SpecError(path, f"expected a list of NetworkPolicy egress rules ({{to: [...], ports: [...]}}), "
                               f"got {type(data).__name__}")
     return tuple(json.dumps(_egress_rule(rule, f"{path}[{i}]"), sort_keys=True) for i, rule in enumerate(data))
-
-
-def _list(value: Any, path: str) -> list:
-    if not isinstance(value, (list, tuple)):
-        raise SpecError(path, f"expected a list, got {type(value).__name__}")
-    return list(value)
 
 
 def _egress_rule(data: Any, path: str) -> dict:
@@ -664,20 +559,6 @@ def _ip_block(data: Any, path: str) -> dict:
             excepted.append(text)
         block["except"] = excepted
     return block
-
-
-def _label_key(key: Any, path: str) -> str:
-    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
-    if (not name or len(name) > 63 or not _LABEL_NAME_RE.match(name)
-            or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX_RE.match(prefix)))):
-        raise SpecError(path, f"{key!r} is not a label name")
-    return key
-
-
-def _label_value(value: Any, path: str) -> str:
-    if not isinstance(value, str) or len(value) > 63 or not (value == "" or _LABEL_NAME_RE.match(value)):
-        raise SpecError(path, f"{value!r} is not a label value (a string of letters, digits, '-', '_', '.', at most 63)")
-    return value
 
 
 def _label_selector(data: Any, path: str) -> dict:
@@ -752,7 +633,7 @@ class Network:
     egress_allow: tuple[tuple[str, bool], ...] = ()
     egress: tuple[str, ...] = ()
 
-    FIELDS = ("egress_allow", "egress")
+    FIELDS = tuple(schema.Network.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "Network":
@@ -789,7 +670,7 @@ class Scheduling:
     node_affinity: Optional[str] = None
     priority_class: Optional[str] = None
 
-    FIELDS = ("node_selector", "tolerations", "node_affinity", "priority_class")
+    FIELDS = tuple(schema.Scheduling.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, data: Any, path: str) -> "Scheduling":
@@ -926,10 +807,13 @@ class System:
     network: Network = field(default_factory=Network)
     scheduling: Scheduling = field(default_factory=Scheduling)
 
-    FIELDS = ("containers", "serve", "auth", "volumes", "security", "gate", "home", "network", "scheduling")
+    FIELDS = tuple(schema.System.model_fields)  # the keys, from the one definition
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> "System":
+        # The structure (keys, types, single values) first, from the one definition; what
+        # follows checks what spans several keys and builds the immutable System.
+        schema.validate(schema.System, data, path)
         _check_keys(data, path, cls.FIELDS, required=("containers", "serve"))
         containers_data = data["containers"]
         _check_mapping(containers_data, f"{path}.containers")
@@ -1051,6 +935,3 @@ def _gate_options(data: Mapping, auth: str, path: str) -> GateOptions:
     return GateOptions.from_dict(data.get("gate"), f"{path}.gate")
 
 
-def _check_mapping(value: Any, path: str) -> None:
-    if not isinstance(value, Mapping):
-        raise SpecError(path, f"expected a mapping (keyed by name), got {type(value).__name__}")

@@ -20,15 +20,16 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
 
+from . import schema
 from .errors import CatalogError, OptionsError, SpecError, shown
 from .model import System
 
 _KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-PROFILE_FIELDS = ("display_name", "description", "category", "order", "default", "disabled", "access", "choices",
-                  "system")
-CHOICE_FIELDS = ("display_name", "kind", "default", "options", "pattern", "container", "access")
-OPTION_FIELDS = ("display_name", "description", "set", "access")
-ACCESS_FIELDS = ("groups", "users")
+# The keys, from the catalog's one definition (tycho_spawner.schema).
+PROFILE_FIELDS = tuple(schema.Entry.model_fields)
+CHOICE_FIELDS = tuple(schema.Choice.model_fields)
+OPTION_FIELDS = tuple(schema.Option.model_fields)
+ACCESS_FIELDS = tuple(schema.Access.model_fields)
 #: What a choice is: one of the admin's options (a select), or an image the user types, which
 #: must match the admin's pattern in full.
 CHOICE_KINDS = ("options", "image")
@@ -376,7 +377,11 @@ def parse_catalog(data: Any, path: str = "catalog") -> Catalog:
         if not isinstance(disabled, bool):
             raise CatalogError(f"{ppath}.disabled", "must be true or false")
         if disabled:
-            continue
+            continue  # a disabled entry is not offered: what it would launch is not checked
+        try:
+            schema.validate(schema.Entry, entry, ppath)
+        except SpecError as err:
+            raise CatalogError(err.path, err.message) from None
         profiles.append(_parse_profile(key, entry, ppath))
     if not profiles:
         raise CatalogError(path, "offers no application (every profile is disabled or the catalog is empty)")

@@ -20,36 +20,44 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / ".importlinter"
 
 CONTRACTS = [
-    "tycho_spawner.model imports only the standard library and tycho_spawner.errors",
-    "tycho_spawner.profiles imports only tycho_spawner.model and tycho_spawner.errors",
+    "tycho_spawner.model imports only schema, checks, errors and the stdlib",
+    "tycho_spawner.profiles imports only model, schema, checks and errors",
     "tycho_spawner.render imports only model, profiles, errors, jinja2 and yaml",
     "tycho_spawner.podstatus imports no hub, spawner or Kubernetes client",
     "The pure core is layered: render above profiles above model above errors",
     "tycho-gate's header, path and cookie rules import no network or hub code",
     "import_profiles imports only profiles, model, errors and slugify",
     "tycho_spawner.site_settings imports nothing but the standard library",
+    "The catalog's definition (schema, checks) stands on errors alone",
+    "tycho_spawner.catalog_images imports only profiles, model and errors",
 ]
 
 #: What each core module may import (besides the standard library), directly or not.
+#: The catalog's definition (schema: pydantic models) and the single-value checks it shares
+#: with the model: below the model in the layers.
+_SCHEMA = {"tycho_spawner.schema", "tycho_spawner.checks", "pydantic", "pydantic_core"}
 ALLOWED = {
     "tycho_spawner.errors": set(),
-    "tycho_spawner.model": {"tycho_spawner.errors"},
-    "tycho_spawner.profiles": {"tycho_spawner.model", "tycho_spawner.errors"},
+    "tycho_spawner.checks": {"tycho_spawner.errors"},
+    "tycho_spawner.schema": {"tycho_spawner.checks", "tycho_spawner.errors", "pydantic", "pydantic_core"},
+    "tycho_spawner.model": {"tycho_spawner.errors"} | _SCHEMA,
+    "tycho_spawner.profiles": {"tycho_spawner.model", "tycho_spawner.errors"} | _SCHEMA,
     "tycho_spawner.render": {
         "tycho_spawner.model",
         "tycho_spawner.profiles",
         "tycho_spawner.errors",
         "jinja2",
         "yaml",
-    },
+    } | _SCHEMA,
     "tycho_spawner.podstatus": set(),
     "tycho_spawner.import_profiles": {
         "tycho_spawner.profiles",
         "tycho_spawner.model",
         "tycho_spawner.errors",
         "slugify",
-    },
+    } | _SCHEMA,
     "tycho_spawner.site_settings": set(),
+    "tycho_spawner.catalog_images": {"tycho_spawner.profiles", "tycho_spawner.model", "tycho_spawner.errors"} | _SCHEMA,
 }
 HUB_AND_CLUSTER = {"jupyterhub", "kubespawner", "kubernetes_asyncio", "kubernetes", "tornado", "traitlets"}
 
