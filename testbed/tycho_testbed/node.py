@@ -35,6 +35,9 @@ What is simulated, explicitly:
   tests' hub and proxy run) is always allowed both ways, and a root container could remove them;
 * back-off for crash loops, image pulls and volume set-up is shorter than a kubelet's
   (seconds, not minutes);
+* a changed ConfigMap or Secret reaches the configMap and secret volumes of running pods within
+  about a second (a watch of each kind, :mod:`tycho_testbed.keyed_watch`), where a kubelet takes
+  up to its sync period (a minute by default); subPath mounts are never updated, as on a kubelet;
 * extended resources (``--extended-resource nvidia.com/gpu=2``) are numbers in the Node's
   capacity and allocatable, for the scheduler to count: no device is attached and no device
   plugin runs, so a pod given a GPU gets no ``/dev/nvidia*`` and no ``NVIDIA_VISIBLE_DEVICES``
@@ -76,6 +79,7 @@ from typing import Optional
 
 from .dns import ResolverConfig, hosts_file, pod_hostname, pod_resolver, zone_records
 from .images import ImageTable, pod_path, program_overlays
+from .keyed_watch import KeyedWatch
 from .netpol import Enforcer
 from .resolver import Resolver, ResolverError
 from .service_env import service_environment
@@ -466,6 +470,9 @@ class PodWorker(threading.Thread):
         self.containers = [ContainerRun(c["name"], c, state=dict(waiting)) for c in spec["containers"]]
         self.volumes = PodVolumes(agent, pod, self.dir)
         self.volumes_ready = False
+        #: set (from the ConfigMap/Secret watch) when an object the pod's volumes project changed
+        self.keyed_changed = threading.Event()
+        self.keyed_subscribed = False
         self.next_volume_try = 0.0
         self.volume_backoff = BACKOFF_START
         self.start_time = now()
@@ -641,6 +648,8 @@ class PodWorker(threading.Thread):
         """One pass of the kubelet's pod sync: volumes, then init containers one at a time, each
         to completion, then the app containers."""
         t = time.monotonic()
+        if self.volumes_ready and self.keyed_changed.is_set():
+            self._resync_volumes()
         if not self.volumes_ready and not self._set_up_volumes(t):
             # Containers taken over after a restart run on meanwhile: watched, probed.
             for c in self.all_containers:
@@ -663,6 +672,10 @@ class PodWorker(threading.Thread):
         (the containers stay waiting, as on a kubelet)."""
         if t < self.next_volume_try:
             return False
+        if not self.keyed_subscribed:
+            # Before the objects are first read: a change after that read is then not missed.
+            self.agent.keyed.subscribe(self.uid, self.volumes.keyed_objects(), self._on_keyed_change)
+            self.keyed_subscribed = True
         try:
             self.volumes.set_up()
         except VolumeError as err:
@@ -674,6 +687,25 @@ class PodWorker(threading.Thread):
             return False
         self.volumes_ready = True
         return True
+
+    def _on_keyed_change(self) -> None:
+        """From the watch thread: a ConfigMap or Secret this pod mounts may have changed."""
+        self.keyed_changed.set()
+        self.wake.set()
+
+    def _resync_volumes(self) -> None:
+        """A kubelet's sync of a running pod's configMap and secret volumes: written again (the
+        ``..data`` swap) when their objects changed. An API error leaves the flag set: the loop
+        retries a second later."""
+        self.keyed_changed.clear()
+        try:
+            written = self.volumes.resync()
+        except Exception:
+            self.keyed_changed.set()
+            raise
+        if written:
+            log.info("pod %s/%s: volumes updated from their objects: %s", self.namespace, self.name,
+                     ", ".join(written))
 
     def _drive(self, c: ContainerRun, t: float) -> None:
         """Advance one container: notice its exit, probe it, or (re)start it when due."""
@@ -1006,6 +1038,7 @@ class PodWorker(threading.Thread):
             time.sleep(0.05)
         self.kill_now()
         self.agent.release_ip(self.uid)
+        self.agent.keyed.unsubscribe(self.uid)
         self.agent.delete_pod(self.namespace, self.name, self.uid)
         self.agent.forget(self.uid)
         log.info("pod %s/%s: deleted", self.namespace, self.name)
@@ -1086,6 +1119,8 @@ class NodeAgent:
         self.resolver = Resolver(GATEWAY, node, self.state_dir)
         self.zone_changed = threading.Event()
         self.services = ServiceWatch(self.api, self.call, self.zone_changed.set)
+        #: ConfigMaps and Secrets mounted by this node's pods: their volumes follow them.
+        self.keyed = KeyedWatch(self.api, self.call)
         #: why the agent could not start (a sentence), if it could not
         self.failure: Optional[str] = None
 
@@ -1427,6 +1462,7 @@ class NodeAgent:
         threading.Thread(target=self._leases, daemon=True, name="lease").start()
         self.netpol.start(self.stopping)  # policies, pods, namespaces, Services, Endpoints listed before any pod runs
         self.services.start(self.stopping)  # Services listed before any container gets their variables
+        self.keyed.start(self.stopping)  # mounted ConfigMaps' and Secrets' changes reach running pods
         threading.Thread(target=self._publish_zone, daemon=True, name="dns-records").start()
         log.info("node %s ready (pods on 10.213.%s.0/24)", self.node, self.index)
         selector = f"spec.nodeName={self.node}"

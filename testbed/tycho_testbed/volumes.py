@@ -13,6 +13,9 @@ bind-mounts at ``mountPath``, parents before children. This module does the same
 * ``fsGroup`` is applied as the kubelet applies it to volumes whose plugin manages ownership
   (emptyDir, configMap, secret, and here persistentVolumeClaim, as for most block and CSI
   volumes of a real cluster, though not hostPath or NFS): group, group permissions, setgid;
+* ``PodVolumes.resync()`` projects configMap and secret volumes again when their objects
+  changed, as a kubelet's periodic sync of a running pod does (the node agent calls it when its
+  watch says so, :mod:`tycho_testbed.keyed_watch`);
 * ``PodVolumes.mounts()`` resolves a container's mounts, ``bind_script()`` is the shell the
   container's wrapper runs in the container's own mount namespace to put them in place.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import os
 import shlex
+import shutil
 import stat
 import time
 from dataclasses import dataclass
@@ -125,7 +129,16 @@ def keyed_payload(kind: str, data: dict[str, bytes], source: dict) -> dict[str, 
 
 def write_atomic_payload(root: Path, payload: dict[str, tuple[bytes, int]]) -> None:
     """Write files the way the kubelet's AtomicWriter lays them out: a timestamped directory,
-    ``..data`` pointing at it, and each top-level name a symlink into ``..data``."""
+    ``..data`` pointing at it, and each top-level name a symlink into ``..data``.
+
+    Written again (an update), it does what AtomicWriter.Write does: the new timestamped
+    directory first, then ``..data`` swapped to it in one rename (a reader sees the old
+    version or the new one, never a mix), then links for new top-level names made and those no
+    longer in the payload removed, then the old directory removed. A file bound into a container
+    with ``subPath`` keeps the old version (its bind holds the old file), as on a kubelet.
+    """
+    data = root / "..data"
+    old = os.readlink(data) if data.is_symlink() else None
     stamp = root / time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
     stamp = Path(str(stamp) + os.urandom(4).hex())
     stamp.mkdir(mode=0o755)
@@ -138,11 +151,19 @@ def write_atomic_payload(root: Path, payload: dict[str, tuple[bytes, int]]) -> N
     tmp = root / "..data_tmp"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(stamp.name)
-    os.replace(tmp, root / "..data")
-    for top in sorted({Path(rel).parts[0] for rel in payload}):
+    os.replace(tmp, data)
+    tops = {Path(rel).parts[0] for rel in payload}
+    for top in sorted(tops):
         link = root / top
         if not link.is_symlink():
             link.symlink_to(Path("..data") / top)
+    for entry in os.listdir(root):
+        link = root / entry
+        if not entry.startswith("..") and entry not in tops and link.is_symlink() \
+                and os.readlink(link).startswith("..data/"):
+            link.unlink()
+    if old is not None and old != stamp.name and not os.path.isabs(old) and old.startswith(".."):
+        shutil.rmtree(root / old, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------ hostPath
@@ -245,6 +266,8 @@ class PodVolumes:
         self.namespace = pod["metadata"]["namespace"]
         self.root = pod_dir / "volumes"
         self.volumes: dict[str, Volume] = {}
+        #: what each configMap or secret volume holds now: path -> (content, mode)
+        self.projected: dict[str, dict[str, tuple[bytes, int]]] = {}
         psc = pod["spec"].get("securityContext") or {}
         self.fs_group = psc.get("fsGroup")
         self.fs_group_policy = psc.get("fsGroupChangePolicy")
@@ -292,17 +315,49 @@ class PodVolumes:
             os.chmod(path, 0o755)
         return Volume(path)
 
+    def keyed_objects(self) -> set[tuple[str, str, str]]:
+        """(kind, namespace, name) of each ConfigMap and Secret this pod's volumes project."""
+        return {(kind, self.namespace, name) for kind, source, name in map(_keyed_source, self.specs) if kind}
+
     def _keyed(self, spec: dict, path: Path) -> None:
-        kind, source = ("ConfigMap", spec["configMap"]) if "configMap" in spec else ("Secret", spec["secret"])
-        name = source.get("name") or source.get("secretName")
+        kind, source, name = _keyed_source(spec)
         data = self.agent.read_raw(kind, self.namespace, name)
         if data is None:
             if not source.get("optional"):
                 raise ValueError(f'{kind.lower()} "{name}" not found')
             data = {}
+        payload = keyed_payload(kind, data, source)
         os.chmod(path, 0o755)
-        write_atomic_payload(path, keyed_payload(kind, data, source))
+        write_atomic_payload(path, payload)
         set_volume_ownership(path, self.fs_group, read_only=True)
+        self.projected[spec["name"]] = payload
+
+    def resync(self) -> list[str]:
+        """Project each set-up configMap and secret volume again from its object as it is now,
+        as a kubelet's periodic sync of a running pod does: only the volumes whose files would
+        change are written (atomically, see :func:`write_atomic_payload`). Returns the names of
+        the volumes written. An object that is gone, or that lacks a key ``items`` names, leaves
+        the volume as it was (a kubelet logs the error and keeps the files)."""
+        written = []
+        for spec in self.specs:
+            kind, source, name = _keyed_source(spec)
+            if not kind or spec["name"] not in self.projected:
+                continue
+            data = self.agent.read_raw(kind, self.namespace, name)
+            if data is None:
+                continue
+            try:
+                payload = keyed_payload(kind, data, source)
+            except ValueError:
+                continue
+            if payload == self.projected[spec["name"]]:
+                continue
+            path = self.volumes[spec["name"]].path
+            write_atomic_payload(path, payload)
+            set_volume_ownership(path, self.fs_group, read_only=True)
+            self.projected[spec["name"]] = payload
+            written.append(spec["name"])
+        return written
 
     def _claim(self, source: dict) -> Volume:
         """The claim's bound PV's host directory, with fsGroup applied as for a block volume."""
@@ -368,6 +423,15 @@ class PodVolumes:
         if not _within(resolved, os.path.realpath(volume.path)):
             raise MountError(f'failed to prepare subPath for volumeMount "{mount}" of container "{container}"')
         return Path(resolved)
+
+
+def _keyed_source(spec: dict) -> tuple[str, dict, str]:
+    """A volume's (kind, source, object name) if it is a configMap or secret volume, else ("", {}, "")."""
+    if "configMap" in spec:
+        return "ConfigMap", spec["configMap"], spec["configMap"].get("name", "")
+    if "secret" in spec:
+        return "Secret", spec["secret"], spec["secret"].get("secretName", "")
+    return "", {}, ""
 
 
 class _ClaimError(Exception):
