@@ -18,7 +18,7 @@ from jupyterhub.tests.utils import api_request, public_url
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser import chromium
 from tests.form_catalog import LARGE_TEXT, MEDIUM_TEXT, SMALL_TEXT, many_entries
@@ -163,3 +163,40 @@ async def test_thirty_entries_filtered_and_started_with_the_keyboard_only(hub, t
     while (spawner.pending or spawner.active) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert not spawner.active
+
+
+def _pick_with_the_mouse(url: str, name: str) -> dict:
+    """Log in, then change selects of a card that is not the chosen one, with the mouse."""
+    seen: dict = {}
+    browser = chromium()
+    try:
+        wait = WebDriverWait(browser, 30)
+        browser.get(url)
+        wait.until(EC.presence_of_element_located((By.NAME, "username"))).send_keys(name)
+        browser.find_element(By.NAME, "password").send_keys(name, Keys.ENTER)
+        wait.until(EC.visibility_of_element_located((By.ID, "tycho-filter-input")))
+        card = browser.find_element(By.CSS_SELECTOR, '.tycho-card[data-profile="app-03"]')
+        resources = card.find_element(By.CSS_SELECTOR, ".tycho-resources-text")
+        seen["resources"] = [resources.text]
+        Select(card.find_element(By.NAME, "app-03.gpu")).select_by_value("one")
+        seen["resources"].append(resources.text)
+        Select(card.find_element(By.NAME, "app-03.size")).select_by_value("large")
+        seen["resources"].append(resources.text)
+        seen["checked"] = [r.get_attribute("value") for r in browser.find_elements(By.NAME, "profile") if r.is_selected()]
+        # the chosen card's selects are Tab stops; the others' are skipped by Tab
+        seen["tab_stops"] = sorted(s.get_attribute("name") for s in browser.find_elements(By.CSS_SELECTOR, "select")
+                                   if s.get_attribute("tabindex") != "-1")
+    finally:
+        browser.quit()
+    return seen
+
+
+async def test_changing_another_cards_options_chooses_it_and_shows_what_they_give(hub):
+    name = "formmouse"
+    await _user_with_thirty_entries(hub, name)
+    url = public_url(hub, path=f"hub/spawn/{name}")
+    seen = await asyncio.to_thread(_pick_with_the_mouse, url, name)
+    # two choices change this entry's resources (size and GPU): the line follows both
+    assert seen["resources"] == [SMALL_TEXT, SMALL_TEXT + ", 1 GPU", LARGE_TEXT + ", 1 GPU"]
+    assert seen["checked"] == ["app-03"]
+    assert seen["tab_stops"] == ["app-03.gpu", "app-03.size"]
