@@ -8,6 +8,11 @@ as :func:`tycho_spawner.profiles.parse_catalog` checks them: the defaults, each 
 top of the defaults, then combinations of options up to ``profiles.MAX_COMBINATIONS``; each
 image is listed with the first (simplest) of those that puts it in a pod.
 
+A choice of kind ``image`` lets a user type a container's image (matching the admin's pattern):
+only its default can be listed, and no pre-puller can pull the others. Those containers are
+marked (:attr:`ImageSource.typed_pattern`) and listed by :func:`typed_images`, for ``tycho
+images`` to tell the admin.
+
 Pure: a parsed :class:`~tycho_spawner.profiles.Catalog` in, values out; no I/O.
 """
 from __future__ import annotations
@@ -27,14 +32,42 @@ GATE_CONTAINER = "gate"
 class ImageSource:
     """One place an image is launched from: a catalog entry's container, with the options a
     user picks to get it there (choice key, option key), only those that differ from the
-    entry's defaults; none when the defaults launch it."""
+    entry's defaults; none when the defaults launch it. ``typed_pattern``: the pattern of the
+    entry's image choice for this container, when a user may type its image instead (a
+    pre-puller cannot pull those); None otherwise."""
 
     entry: str
     container: str
     options: tuple[tuple[str, str], ...] = ()
+    typed_pattern: Optional[str] = None
 
     def as_dict(self) -> dict:
-        return {"entry": self.entry, "container": self.container, "options": dict(self.options)}
+        found = {"entry": self.entry, "container": self.container, "options": dict(self.options)}
+        if self.typed_pattern is not None:
+            found["user_typed"] = {"pattern": self.typed_pattern}
+        return found
+
+
+@dataclass(frozen=True)
+class TypedImage:
+    """A container whose image a user may type (a choice of kind ``image``): the list has its
+    default only; any image matching ``pattern`` can run, which nothing can pull beforehand."""
+
+    entry: str
+    choice: str
+    container: str
+    pattern: str
+    default: str
+
+    def describe(self) -> str:
+        return (f"{self.entry} (container {self.container}, choice {self.choice}): pattern {self.pattern!r}, "
+                f"default {self.default}")
+
+
+def typed_images(catalog: Catalog) -> tuple[TypedImage, ...]:
+    """Every container of ``catalog`` whose image a user may type, in catalog order."""
+    return tuple(TypedImage(profile.key, choice.key, choice.container or "", choice.pattern or "", choice.default)
+                 for profile in catalog.profiles for choice in profile.choices if choice.kind == "image")
 
 
 @dataclass(frozen=True)
@@ -53,8 +86,8 @@ def reachable_systems(profile: Profile) -> Iterator[tuple[tuple[tuple[str, str],
     from the defaults: the defaults first, then each option alone, then combinations (at most
     ``MAX_COMBINATIONS``, as the catalog's own check). Repeats are not removed here.
 
-    A choice kind whose values are not a finite list (a user-typed image matching an admin's
-    pattern) would yield its pattern from here rather than Systems.
+    A choice of kind ``image`` (a user-typed image matching an admin's pattern) counts as its
+    default here: what users type is not known beforehand (see :func:`typed_images`).
     """
     defaults = profile.default_choices()
 
@@ -87,12 +120,13 @@ def catalog_images(catalog: Catalog, gate_image: Optional[str]) -> tuple[Catalog
     can reach says ``auth: gate``."""
     sources: dict[str, list[ImageSource]] = {}
     seen: set[tuple[str, str, str]] = set()
+    typed = {(t.entry, t.container): t.pattern for t in typed_images(catalog)}
 
     def add(image: str, entry: str, container: str, options: tuple[tuple[str, str], ...]) -> None:
         # One source per (image, entry, container): the first, simplest way to reach it.
         if (image, entry, container) not in seen:
             seen.add((image, entry, container))
-            sources.setdefault(image, []).append(ImageSource(entry, container, options))
+            sources.setdefault(image, []).append(ImageSource(entry, container, options, typed.get((entry, container))))
 
     for profile in catalog.profiles:
         for options, system in reachable_systems(profile):

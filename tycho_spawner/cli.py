@@ -173,6 +173,19 @@ def default_gate_image() -> str:
     return TychoSpawner.class_traits()["gate_image"].default_value
 
 
+def _typed_images_notice(catalog) -> None:
+    """On stderr: the entries whose image a user may type. Their defaults are listed; what a
+    user types is not known beforehand, so no pre-puller can pull it (a first start of it pulls)."""
+    from .catalog_images import typed_images
+
+    typed = typed_images(catalog)
+    if typed:
+        print("tycho images: a user may type the image of these entries (only their defaults are listed; "
+              "a pre-puller cannot pull the images users type):", file=sys.stderr)
+        for entry in typed:
+            print(f"  {entry.describe()}", file=sys.stderr)
+
+
 def cmd_images(args) -> int:
     from .catalog_images import catalog_images
 
@@ -199,6 +212,7 @@ def cmd_images(args) -> int:
         sys.stdout.write(f"# `tycho images --helm-values`, the catalog images of: {', '.join(sources)}. "
                          "The chart adds singleuser.gate.image.\n")
         sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
+        _typed_images_notice(catalog)
         return 0
     gate = args.gate_image if args.gate_image is not None else default_gate_image()
     images = catalog_images(catalog, gate or None)
@@ -207,6 +221,7 @@ def cmd_images(args) -> int:
     else:
         for image in images:
             print(image.image)
+    _typed_images_notice(catalog)
     return 0
 
 
@@ -358,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'' leaves it out")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
-                     help="print a JSON list: each image with where it comes from (entry, container, options)")
+                     help="print a JSON list: each image with where it comes from (entry, container, options; "
+                          "user_typed: {pattern} when a user may type that container's image instead)")
     out.add_argument("--helm-values", action="store_true",
                      help="print a values file for the chart's pre-puller (prePuller.images; the chart adds "
                           "singleuser.gate.image itself)")

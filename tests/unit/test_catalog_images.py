@@ -14,7 +14,7 @@ import yaml
 
 from tycho_spawner import cli
 from tycho_spawner.catalog_files import BUILTIN_CATALOG, catalog_data
-from tycho_spawner.catalog_images import ImageSource, catalog_images
+from tycho_spawner.catalog_images import ImageSource, TypedImage, catalog_images, typed_images
 from tycho_spawner.profiles import MAX_COMBINATIONS, parse_catalog
 from tycho_spawner.spawner import TychoSpawner
 
@@ -232,3 +232,64 @@ def test_the_installed_command_prints_the_list():
     assert result.returncode == 0, result.stderr
     gate = TychoSpawner.class_traits()["gate_image"].default_value
     assert result.stdout.splitlines() == sorted(written_images() | {gate})
+
+
+# ---------------------------------------------------------------------------------- typed images
+
+TYPED = textwrap.dedent(
+    """\
+    catalog:
+      custom:
+        display_name: Your own image
+        system:
+          serve: {container: app, port: 8000}
+          containers:
+            app: {image: "example.org/lab/app:1", ports: {http: 8000}}
+            metrics: {image: "example.org/metrics:3"}
+        choices:
+          image:
+            kind: image
+            container: app
+            pattern: 'example\\.org/lab/[a-z]+:[0-9]+'
+            default: "example.org/lab/app:1"
+      fixed: {system: {serve: {container: app, port: 8000}, containers: {app: {image: "example.org/fixed:2", ports: {http: 8000}}}}}
+    """
+)
+
+
+def test_a_typed_image_choice_lists_its_default_and_marks_its_container(tmp_path):
+    """A choice of kind image: the list has the default (what a start with no typed image runs)
+    and the container is marked with the pattern; the entry's other container is not."""
+    found = images_of(yaml.safe_load(TYPED)["catalog"])
+    assert found["example.org/lab/app:1"] == (ImageSource("custom", "app", (), r"example\.org/lab/[a-z]+:[0-9]+"),)
+    assert found["example.org/metrics:3"] == (ImageSource("custom", "metrics", ()),)
+    assert found["example.org/fixed:2"] == (ImageSource("fixed", "app", ()),)
+    (typed,) = typed_images(parse_catalog(yaml.safe_load(TYPED)["catalog"]))
+    assert typed == TypedImage("custom", "image", "app", r"example\.org/lab/[a-z]+:[0-9]+", "example.org/lab/app:1")
+
+
+def test_tycho_images_names_the_entries_whose_image_a_user_types_on_stderr(capsys, tmp_path):
+    site = tmp_path / "typed.yaml"
+    site.write_text(TYPED)
+    notice = ("tycho images: a user may type the image of these entries (only their defaults are listed; "
+              "a pre-puller cannot pull the images users type):\n"
+              "  custom (container app, choice image): pattern 'example\\\\.org/lab/[a-z]+:[0-9]+', "
+              "default example.org/lab/app:1\n")
+    code, out, err = run(capsys, "--alone", str(site))
+    assert code == 0
+    assert out.splitlines() == ["example.org/fixed:2", "example.org/lab/app:1", "example.org/metrics:3"]
+    assert err == notice
+    code, out, err = run(capsys, "--alone", str(site), "--helm-values")
+    assert code == 0 and err == notice
+    assert yaml.safe_load(out)["prePuller"]["images"] == ["example.org/fixed:2", "example.org/lab/app:1",
+                                                          "example.org/metrics:3"]
+    code, out, err = run(capsys, "--alone", str(site), "--json")
+    assert code == 0 and err == notice
+    by_image = {i["image"]: i["sources"] for i in json.loads(out)}
+    assert by_image["example.org/lab/app:1"] == [{"entry": "custom", "container": "app", "options": {},
+                                                  "user_typed": {"pattern": r"example\.org/lab/[a-z]+:[0-9]+"}}]
+    assert by_image["example.org/metrics:3"] == [{"entry": "custom", "container": "metrics", "options": {}}]
+    # No typed image in the catalog: nothing on stderr (the site file above has none).
+    plain = tmp_path / "site.yaml"
+    plain.write_text(SITE)
+    assert run(capsys, "--alone", str(plain))[2] == ""
