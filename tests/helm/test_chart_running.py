@@ -174,16 +174,84 @@ def _failure(bed: Testbed, user: str) -> str:
     return ""
 
 
-def test_an_upgrade_with_a_changed_catalog_restarts_the_hub_and_keeps_servers_and_database(
-        control_plane, bed, browser):
+#: A catalog entry the upgrades below add (a course's notebook), and one the schema takes but
+#: the catalog refuses (no container), with the key the hub's log names.
+COURSE = {"display_name": "Biology 101", "system": {
+    "serve": {"container": "notebook", "port": 8888},
+    "containers": {"notebook": {"image": "quay.io/jupyter/base-notebook:2026-05-31",
+                                "command": ["jupyterhub-singleuser"], "ports": {"http": 8888}}}}}
+BROKEN = {"display_name": "Broken", "system": {"serve": {"container": "x", "port": 1}, "containers": {}}}
+BROKEN_KEY = "catalog.broken.system.containers"
+#: How soon a catalog change must reach the form here: the test bed's kubelet writes the
+#: ConfigMap's volume within about a second, the hub looks at the file once a second.
+CATALOG_SECONDS = 30
+
+
+def _hub(control_plane, bed: Testbed):
     (hub,) = _pods(control_plane, bed, "component=hub,app.kubernetes.io/instance=tycho")
+    return hub
+
+
+def _form_offers(browser, url: str, profile: str, timeout: float) -> float:
+    """Seconds until the spawn form (reloaded once a second) offers ``profile``."""
+    started = time.monotonic()
+    while True:
+        browser.get(url)
+        if browser.find_elements(By.ID, f"tycho_p_{profile}"):
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout, f"the form does not offer {profile} after {timeout} s"
+        time.sleep(1)
+
+
+def test_an_upgrade_with_a_new_catalog_reaches_the_running_hub_without_a_restart(
+        control_plane, node_agent, bed, browser):
+    """The chart's catalog is a ConfigMap the hub follows (mounted as a directory): `helm
+    upgrade` with a new entry puts it on the form of the same hub pod, never restarted; then an
+    upgrade with a broken catalog leaves the hub running on the last good one, its log naming
+    the key once. (Fails with the catalog in the hub's checksummed config: a new pod.)"""
+    hub = _hub(control_plane, bed)
+    form = f"{bed.public_url()}/hub/spawn/alice/new"
+    browser.get(form)
+    assert browser.find_elements(By.ID, "tycho_p_nginx") and not browser.find_elements(By.ID, "tycho_p_course")
+
+    bed.up({**VALUES, "catalog": {"course": COURSE}})
+    took = _form_offers(browser, form, "course", CATALOG_SECONDS)
+    print(f"\nhelm upgrade with a new catalog entry: on the form after {took:.1f} s")
+    assert "Biology 101" in browser.find_element(By.CSS_SELECTOR, "label[for=tycho_p_course]").text
+    same = _hub(control_plane, bed)
+    assert same.metadata.uid == hub.metadata.uid and same.status.container_statuses[0].restart_count == 0
+    log = node_agent.container_log(bed.namespace, hub.metadata.name, "hub")
+    assert "catalog reloaded from /etc/tycho-spawner/catalog/catalog.yaml: added course" in log, log[-3000:]
+
+    bed.up({**VALUES, "catalog": {"course": COURSE, "broken": BROKEN}})
+    started = time.monotonic()
+    while BROKEN_KEY not in (log := node_agent.container_log(bed.namespace, hub.metadata.name, "hub")):
+        assert time.monotonic() - started < CATALOG_SECONDS, f"no error naming {BROKEN_KEY}: {log[-3000:]}"
+        browser.get(form)  # the hub looks at the file when the catalog is asked for
+        time.sleep(1)
+    browser.get(form)
+    assert browser.find_elements(By.ID, "tycho_p_course") and not browser.find_elements(By.ID, "tycho_p_broken")
+    assert log.count(BROKEN_KEY) == 1, log[-3000:]
+    assert "the last good catalog stays in use" in log
+    # The API too: the refused entry is unknown, as before the upgrade.
+    answer = _api(bed, "POST", "users/alice/servers/broken", json={"profile": "broken"})
+    assert answer.status_code == 400 and "broken" in answer.json()["message"], answer.text
+    same = _hub(control_plane, bed)
+    assert same.metadata.uid == hub.metadata.uid and same.status.container_statuses[0].restart_count == 0
+    assert same.status.container_statuses[0].ready
+
+
+def test_an_upgrade_with_changed_hub_values_restarts_the_hub_and_keeps_servers_and_database(
+        control_plane, bed, browser):
+    hub = _hub(control_plane, bed)
     servers = {p.metadata.name: p.metadata.uid for p in _pods(control_plane, bed, "component=singleuser-server")}
     assert len(servers) == 2
     created = _api(bed, "GET", "users/alice").json()["created"]
 
-    bed.up({**VALUES, "catalog": {"nginx": {"display_name": "Course web pages"}}})
+    bed.up({**VALUES, "hub": {**VALUES["hub"], "extraEnv": {"SITE_NOTE": "upgraded"}},
+            "catalog": {"nginx": {"display_name": "Course web pages"}}})
     bed.wait_for_rollout(300)
-    (new_hub,) = _pods(control_plane, bed, "component=hub,app.kubernetes.io/instance=tycho")
+    new_hub = _hub(control_plane, bed)
     assert new_hub.metadata.uid != hub.metadata.uid  # the config checksum restarted it
 
     # The database survived (the same user record, its servers still tracked and ready) ...
