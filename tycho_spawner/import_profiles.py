@@ -5,9 +5,11 @@ profiles whose ``kubespawner_override`` replaces spawner settings, and whose ``p
 are drop-downs whose choices override more of them. Here each profile becomes a Jupyter entry
 shaped like the built-in ``base`` entry (passed in by the caller, so the two cannot drift) with
 its overrides applied to the entry's ``system``; each option becomes a ``choices`` item whose
-options ``set`` the same values. What the catalog cannot express (scheduling, volumes, hooks, a
-value the user types...) is not guessed at: it comes back as a :class:`Notice` naming the
-profile, the option and the KubeSpawner key, for a person to decide.
+options ``set`` the same values; placement (node selector, tolerations, node affinity, priority
+class) becomes the entry's ``system.scheduling``, and a typed image (``unlisted_choice`` with a
+``validation_regex``) a choice of kind ``image``. What the catalog cannot express (volumes,
+hooks, pod affinities, any other typed value...) is not guessed at: it comes back as a
+:class:`Notice` naming the profile, the option and the KubeSpawner key, for a person to decide.
 
 The converted entries keep KubeSpawner's meaning, not just its spelling: memory in KubeSpawner
 counts K/M/G/T in powers of 1024 (``"2G"`` is 2 GiB), so it becomes ``2Gi``; a KubeSpawner
@@ -48,12 +50,26 @@ MAX_GPUS = 64
 PROFILE_FIELDS = ("display_name", "description", "slug", "default", "kubespawner_override", "profile_options")
 OPTION_FIELDS = ("display_name", "choices", "unlisted_choice")
 CHOICE_FIELDS = ("display_name", "description", "default", "kubespawner_override")
-#: KubeSpawner settings that place the pod: per-entry scheduling is planned, not there yet.
-SCHEDULING = (
-    "node_selector", "tolerations", "node_affinity_required", "node_affinity_preferred",
+#: KubeSpawner settings that place the pod, and where an entry says the same
+#: (``system.scheduling``); the others (pod affinities, the scheduler) stay site-wide.
+SCHEDULING = {
+    "node_selector": "scheduling.node_selector",
+    "tolerations": "scheduling.tolerations",
+    "node_affinity_required": "scheduling.node_affinity.requiredDuringSchedulingIgnoredDuringExecution",
+    "node_affinity_preferred": "scheduling.node_affinity.preferredDuringSchedulingIgnoredDuringExecution",
+    "priority_class_name": "scheduling.priority_class",
+}
+SITE_ONLY_SCHEDULING = (
     "pod_affinity_required", "pod_affinity_preferred", "pod_anti_affinity_required",
-    "pod_anti_affinity_preferred", "scheduler_name", "priority_class_name",
+    "pod_anti_affinity_preferred", "scheduler_name",
 )
+#: How an entry's scheduling combines with the site's, where KubeSpawner's override replaced it.
+_COMBINES = {
+    "node_selector": "its keys replace the site's one by one (KubeSpawner replaced the whole selector)",
+    "tolerations": "added to the site's (KubeSpawner replaced them)",
+    "node_affinity_required": "must hold as well as the site's (KubeSpawner replaced them)",
+    "node_affinity_preferred": "added to the site's (KubeSpawner replaced them)",
+}
 #: Old KubeSpawner names, still accepted by KubeSpawner 7 (``_deprecated_traits``).
 ALIASES = {
     "image_spec": "image",
@@ -252,6 +268,12 @@ def binary_quantity(count: int) -> str:
     return str(count)
 
 
+def _is_gpu(resource: str) -> bool:
+    """NVIDIA's, AMD's and Intel's GPU resources and NVIDIA's MIG slices."""
+    return (resource == GPU_RESOURCE or resource.endswith("/gpu") or resource.startswith("gpu.intel.com/")
+            or resource.startswith("nvidia.com/mig-"))
+
+
 def gpu_count(value: Any) -> Optional[int]:
     """A GPU count from ``extra_resource_limits`` (written "1" or 1), within the catalog's range."""
     if isinstance(value, bool):
@@ -309,7 +331,8 @@ def _resource(field: str, kind: str, convert: Callable[[Any], Optional[str]], me
 
 
 def _extra_resources(key: str, value: Any, where: str) -> Mapped:
-    """extra_resource_limits / extra_resource_guarantees: nvidia.com/gpu becomes limits.gpus.
+    """extra_resource_limits / extra_resource_guarantees: a GPU resource becomes limits.gpus
+    (a count of nvidia.com/gpu, or ``{count, resource}`` for AMD's, Intel's, a MIG slice).
 
     Kubernetes takes an extended resource such as a GPU as a limit (a request alone is refused,
     and a request must equal the limit), so a GPU guarantee is carried as that limit too.
@@ -319,10 +342,10 @@ def _extra_resources(key: str, value: Any, where: str) -> Mapped:
     out = Mapped()
     for resource, count in value.items():
         setting = f"{key}.{resource}"
-        if resource != GPU_RESOURCE:
+        if not _is_gpu(str(resource)):
             out += _skip(
                 where, setting,
-                f"not carried over: the catalog has GPUs ({GPU_RESOURCE}, limits.gpus) and no other "
+                f"not carried over: the catalog has GPUs (limits.gpus) and no other "
                 f"extended resources; {_site_wide(key)}",
             )
             continue
@@ -330,6 +353,8 @@ def _extra_resources(key: str, value: Any, where: str) -> Mapped:
         if count is not None and gpus is None:
             out += _skip(where, setting, f"not carried over: {count!r} is not a GPU count from 0 to {MAX_GPUS}")
             continue
+        if gpus is not None and resource != GPU_RESOURCE:
+            gpus = {"count": gpus, "resource": str(resource)}
         out += _set(f"{NOTEBOOK}.limits.gpus", gpus)
     return out
 
@@ -425,10 +450,19 @@ def _working_dir(key: str, value: Any, where: str) -> Mapped:
 
 
 def _scheduling(key: str, value: Any, where: str) -> Mapped:
-    return _skip(
-        where, key,
-        f"not carried over: not yet supported per entry (per-entry scheduling is planned); {_site_wide(key)}",
-    )
+    """KubeSpawner's placement settings as the entry's ``system.scheduling`` (checked with the
+    rest of the entry); how they combine with the site's is said, as it differs."""
+    target = SCHEDULING[key]
+    if key == "node_affinity_required":
+        value = {"nodeSelectorTerms": value}
+    out = _set(target, value)
+    if key in _COMBINES:
+        out += _skip(where, key, f"carried over as system.{'.'.join(target.split('.')[:2])}: {_COMBINES[key]}")
+    return out
+
+
+def _site_scheduling(key: str, value: Any, where: str) -> Mapped:
+    return _skip(where, key, f"not carried over: a catalog entry has no per-entry {key}; {_site_wide(key)}")
 
 
 def _fixed(reason: str):
@@ -461,6 +495,7 @@ HANDLERS: dict[str, Callable[[str, Any, str], Mapped]] = {
     "port": _fixed("a Jupyter entry serves on port 8888 (system.serve.port); change the entry if its image listens elsewhere"),
     "privileged": _fixed("catalog apps never run privileged"),
     **{key: _scheduling for key in SCHEDULING},
+    **{key: _site_scheduling for key in SITE_ONLY_SCHEDULING},
 }
 
 
@@ -589,20 +624,53 @@ def _text(value: Any, default: str) -> str:
     return default if value is None else str(value)
 
 
+def _matching(unlisted: Mapping) -> str:
+    regex = unlisted.get("validation_regex")
+    return f" matching validation_regex {regex!r}" if regex else ""
+
+
+def _image_choice(option_key: str, option: Mapping, unlisted: Mapping) -> tuple[Optional[dict], str]:
+    """An ``unlisted_choice`` whose override is the image (``{image: "{value}"}``) and that has a
+    ``validation_regex``: a catalog choice of kind ``image`` with that pattern. Anything else
+    would let a user's value reach a pod unchecked, so it is not carried over."""
+    regex = unlisted.get("validation_regex")
+    override = unlisted.get("kubespawner_override") or {}
+    targets = {ALIASES.get(str(k), str(k)): v for k, v in override.items()} if isinstance(override, Mapping) else {}
+    if targets != {"image": "{value}"}:
+        return None, ("users could type their own value for settings other than the image "
+                      f"({', '.join(sorted(targets)) or 'none'}); the catalog lets a typed value reach only an image")
+    if not isinstance(regex, str) or not regex:
+        return None, ("users could type any image (no validation_regex); a catalog choice of kind: image needs "
+                      "the pattern an image must match: add one")
+    try:
+        re.compile(regex)
+    except re.error as err:
+        return None, f"validation_regex {regex!r} is not a regular expression: {err}"
+    return ({"display_name": _text(unlisted.get("display_name") or option.get("display_name"), option_key),
+             "kind": "image", "pattern": regex, "default": None},
+            f"carried over as a choice of kind: image with pattern {regex!r}: the whole image must match it "
+            f"(KubeSpawner matched its start only), and its default is the entry's image")
+
+
 def convert_choice(option_key: str, option: Any, where: str) -> tuple[Optional[dict], tuple[Notice, ...]]:
     """One ``profile_options`` item as a catalog choice (None when nothing of it can be offered)."""
     if not isinstance(option, Mapping):
         return None, (Notice(where, "profile_options", f"not carried over: expected a mapping, got {option!r}"),)
     notices = list(_unknown_fields(option, OPTION_FIELDS, where, "profile_options"))
     unlisted = option.get("unlisted_choice")
-    if isinstance(unlisted, Mapping) and unlisted.get("enabled"):
-        regex = unlisted.get("validation_regex")
-        shown = f" matching validation_regex {regex!r}" if regex else ""
+    typed = isinstance(unlisted, Mapping) and bool(unlisted.get("enabled"))
+    if typed and not option.get("choices"):
+        choice, why = _image_choice(option_key, option, unlisted)
+        if choice is not None:
+            notices.append(Notice(where, "unlisted_choice", why))
+            return choice, tuple(notices)
+        notices.append(Notice(where, "unlisted_choice", f"not carried over: {why}"))
+    elif typed:
         notices.append(Notice(
             where, "unlisted_choice",
-            f"not carried over: users could type their own value{shown}; the catalog never lets a "
-            f"user-typed value reach a pod (an admin-approved pattern is planned): add the values you "
-            f"allow as choices",
+            f"not carried over: users could type their own value{_matching(unlisted)} next to listed choices "
+            "(a catalog choice is either a list of options or a typed image): add the values you allow as "
+            "options, or make a second entry whose choice is kind: image",
         ))
     choices = option.get("choices")
     if not isinstance(choices, Mapping) or not choices:
@@ -665,8 +733,18 @@ def convert_profile(
             choices[choice_key] = choice
         notices += choice_notices
 
+    for choice_key, choice in list(choices.items()):
+        if choice.get("kind") == "image":
+            image = system["containers"]["notebook"]["image"]
+            if re.fullmatch(choice["pattern"], image):
+                choice["default"] = image
+            else:
+                notices.append(Notice(f"{where}, option {choice_key}", "unlisted_choice",
+                                      f"not carried over: the entry's image {image!r} does not match its pattern"))
+                del choices[choice_key]
     image_from_choices = any(
-        all(IMAGE_PATH in option["set"] for option in choice["options"].values()) for choice in choices.values()
+        all(IMAGE_PATH in option["set"] for option in choice["options"].values())
+        for choice in choices.values() if choice.get("kind") != "image"
     )
     if not image_from_choices and not any(path == IMAGE_PATH for path, _ in patches):
         notices.append(Notice(

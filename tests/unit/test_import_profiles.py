@@ -8,6 +8,7 @@ tested on their own, through the pure module and through `tycho.cli.main`.
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 
 from tycho_spawner import cli
 from tycho_spawner.catalog_files import BUILTIN_CATALOG, read_catalog_file
+from tycho_spawner.errors import OptionsError
 from tycho_spawner.import_profiles import (
     ImportResult,
     ProfileListError,
@@ -64,8 +66,9 @@ def image_line(key: str) -> str:
 def unlisted_line(where: str, regex: str) -> str:
     return (
         f"{where}: unlisted_choice: not carried over: users could type their own value matching "
-        f"validation_regex {regex!r}; the catalog never lets a user-typed value reach a pod (an "
-        f"admin-approved pattern is planned): add the values you allow as choices"
+        f"validation_regex {regex!r} next to listed choices (a catalog choice is either a list of options "
+        f"or a typed image): add the values you allow as options, or make a second entry whose choice is "
+        f"kind: image"
     )
 
 
@@ -292,29 +295,49 @@ def test_zero_and_null_limits_mean_none_as_in_kubespawner():
     }
 
 
-SCHEDULING = "not yet supported per entry (per-entry scheduling is planned)"
+def test_scheduling_is_carried_over_as_the_entrys_and_says_how_it_combines():
+    override = {
+        "node_selector": {"gpu": "t4"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "node_affinity_required": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}],
+        "node_affinity_preferred": [{"weight": 5, "preference": {"matchExpressions": [
+            {"key": "spot", "operator": "DoesNotExist"}]}}],
+        "priority_class_name": "courses",
+        "extra_resource_limits": {"amd.com/gpu": 2},
+    }
+    result = convert([{"display_name": "GPU", "kubespawner_override": override}])
+    system = parse_catalog(result.entries).select({}).system()
+    assert dict(system.scheduling.node_selector) == {"gpu": "t4"}
+    assert system.scheduling.priority_class == "courses"
+    assert [t["key"] for t in system.tolerations()] == ["gpu", "amd.com/gpu"]
+    assert (system.served.limits.gpus, system.served.limits.gpu_resource) == (2, "amd.com/gpu")
+    affinity = json.loads(system.scheduling.node_affinity)
+    assert affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["key"] == "zone"
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 5
+    said = "\n".join(lines(result))
+    assert "node_selector: carried over as system.scheduling.node_selector: its keys replace the site's" in said
+    assert "tolerations: carried over as system.scheduling.tolerations: added to the site's" in said
+    assert "node_affinity_required: carried over as system.scheduling.node_affinity: must hold as well" in said
 
 
 @pytest.mark.parametrize(
     "override, line",
     [
-        ({"node_selector": {"gpu": "t4"}},
-         f"node_selector: not carried over: {SCHEDULING}; the site-wide c.KubeSpawner.node_selector "
-         f"(z2jh: singleuser.nodeSelector) still applies to every entry"),
-        ({"tolerations": [{"key": "gpu"}]},
-         f"tolerations: not carried over: {SCHEDULING}; the site-wide c.KubeSpawner.tolerations "
-         f"(z2jh: singleuser.extraTolerations) still applies to every entry"),
-        ({"node_affinity_required": [{}]},
-         f"node_affinity_required: not carried over: {SCHEDULING}; the site-wide "
-         f"c.KubeSpawner.node_affinity_required (z2jh: singleuser.extraNodeAffinity.required) still applies to every entry"),
+        ({"scheduler_name": "gpu-scheduler"},
+         "scheduler_name: not carried over: a catalog entry has no per-entry scheduler_name; the site-wide "
+         "c.KubeSpawner.scheduler_name (z2jh: singleuser.*) still applies to every entry"),
+        ({"pod_anti_affinity_preferred": [{}]},
+         "pod_anti_affinity_preferred: not carried over: a catalog entry has no per-entry pod_anti_affinity_preferred; "
+         "the site-wide c.KubeSpawner.pod_anti_affinity_preferred (z2jh: singleuser.extraPodAntiAffinity.preferred) "
+         "still applies to every entry"),
         ({"volumes": [{"name": "shm"}]},
          "volumes: not carried over: a catalog entry has no per-entry volumes; the site-wide "
          "c.KubeSpawner.volumes (z2jh: singleuser.storage.extraVolumes) still applies to every entry"),
         ({"image_pull_policy": "Always"},
          "image_pull_policy: not carried over: a catalog entry has no per-entry image_pull_policy; the site-wide "
          "c.KubeSpawner.image_pull_policy (z2jh: singleuser.image.pullPolicy) still applies to every entry"),
-        ({"extra_resource_limits": {"amd.com/gpu": 1}},
-         "extra_resource_limits.amd.com/gpu: not carried over: the catalog has GPUs (nvidia.com/gpu, limits.gpus) "
+        ({"extra_resource_limits": {"xilinx.com/fpga": 1}},
+         "extra_resource_limits.xilinx.com/fpga: not carried over: the catalog has GPUs (limits.gpus) "
          "and no other extended resources; the site-wide c.KubeSpawner.extra_resource_limits "
          "(z2jh: singleuser.extraResource.limits) still applies to every entry"),
         ({"extra_resource_limits": {"nvidia.com/gpu": "many"}},
@@ -386,7 +409,8 @@ def test_choice_overrides_become_set_patches_and_name_their_choice_in_notices():
                 "gpu": {
                     "display_name": "With a GPU",
                     "description": "One NVIDIA T4",
-                    "set": {"containers.notebook.limits.gpus": 1, "containers.notebook.env.CUDA": "1"},
+                    "set": {"containers.notebook.limits.gpus": 1, "containers.notebook.env.CUDA": "1",
+                            "scheduling.node_selector": {"gpu": "t4"}},
                 },
             },
         }
@@ -396,8 +420,9 @@ def test_choice_overrides_become_set_patches_and_name_their_choice_in_notices():
         f"profile custom, option resource_allocation: key: 'resource_allocation' {invalid_key}; "
         f"imported as choices.resource-allocation",
         f"profile custom, option resource_allocation, choice mem_2: key: 'mem_2' {invalid_key}; imported as options.mem-2",
-        f"profile custom, option resource_allocation, choice gpu: node_selector: not carried over: {SCHEDULING}; "
-        f"the site-wide c.KubeSpawner.node_selector (z2jh: singleuser.nodeSelector) still applies to every entry",
+        f"profile custom, option resource_allocation, choice gpu: node_selector: carried over as "
+        f"system.scheduling.node_selector: its keys replace the site's one by one (KubeSpawner replaced the "
+        f"whole selector)",
     ]
     catalog = parse_catalog(result.entries)
     small = catalog.select({"profile": "custom", "choices": {"resource-allocation": "mem-2"}}).system().served
@@ -406,24 +431,34 @@ def test_choice_overrides_become_set_patches_and_name_their_choice_in_notices():
     assert (gpu.limits.memory, gpu.limits.gpus, dict(gpu.env)["CUDA"]) == ("8Gi", 1, "1")
 
 
-def test_an_option_with_only_an_unlisted_choice_is_not_offered():
+def test_an_unlisted_image_with_a_regex_becomes_a_typed_image_choice_and_others_are_not_offered():
     result = convert([{
         "display_name": "Bring your own image",
-        "kubespawner_override": {"image": "lab:1"},
+        "kubespawner_override": {"image": "jupyter/lab:1"},
         "profile_options": {
-            "image": {"display_name": "Image", "unlisted_choice": {"enabled": True, "kubespawner_override": {"image": "{value}"}}},
+            "image": {"display_name": "Image", "unlisted_choice": {
+                "enabled": True, "validation_regex": "jupyter/[a-z]+:[0-9]+",
+                "kubespawner_override": {"image": "{value}"}}},
+            "anything": {"display_name": "Any", "unlisted_choice": {"enabled": True, "kubespawner_override": {"image": "{value}"}}},
+            "cpu": {"display_name": "CPU", "unlisted_choice": {
+                "enabled": True, "validation_regex": "[0-9]+", "kubespawner_override": {"cpu_limit": "{value}"}}},
             "off": {"choices": {"a": {"display_name": "A"}}, "unlisted_choice": {"enabled": False}},
         },
     }])
     entry = result.entries["bring-your-own-image"]
-    assert list(entry["choices"]) == ["off"]
-    assert entry["choices"]["off"] == {"display_name": "off", "default": "a", "options": {"a": {"display_name": "A", "set": {}}}}
-    assert lines(result) == [
-        "profile bring-your-own-image, option image: unlisted_choice: not carried over: users could type their "
-        "own value; the catalog never lets a user-typed value reach a pod (an admin-approved pattern is "
-        "planned): add the values you allow as choices",
-        "profile bring-your-own-image, option image: choices: not carried over: the option has no choices a user can pick",
-    ]
+    assert list(entry["choices"]) == ["image", "off"]
+    assert entry["choices"]["image"] == {"display_name": "Image", "kind": "image", "pattern": "jupyter/[a-z]+:[0-9]+",
+                                         "default": "jupyter/lab:1"}
+    catalog = parse_catalog(result.entries)
+    chosen = catalog.select({"choices": {"image": "jupyter/scipy:2"}}).system()
+    assert chosen.served.image == "jupyter/scipy:2"
+    with pytest.raises(OptionsError):
+        catalog.select({"choices": {"image": "evil/jupyter/scipy:2"}})
+    said = lines(result)
+    assert said[0].startswith("profile bring-your-own-image, option image: unlisted_choice: carried over as a choice "
+                              "of kind: image with pattern 'jupyter/[a-z]+:[0-9]+': the whole image must match it")
+    assert "option anything: unlisted_choice: not carried over: users could type any image (no validation_regex)" in said[1]
+    assert "option cpu: unlisted_choice: not carried over: users could type their own value for settings other than the image (cpu_limit)" in said[3]
 
 
 def test_unknown_fields_are_reported():
