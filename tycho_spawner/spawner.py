@@ -310,7 +310,7 @@ class TychoSpawner(KubeSpawner):
 
     @property
     def tycho_catalog(self) -> Catalog:
-        return load_catalog(self.builtin_catalog, self.catalog_files, self.catalog)
+        return load_catalog(self.builtin_catalog, self.catalog_files, self.catalog, log=self.log)
 
     @property
     def user_catalog(self) -> Catalog:
