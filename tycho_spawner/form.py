@@ -30,9 +30,9 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-#: The choice kinds the template has a control for (a profile's ``kind`` "options": a select).
+#: The choice kinds the template has a control for: "options" a select, "image" a text field.
 #: A choice of another kind is left off the form, so the server takes its default.
-RENDERED_KINDS = ("options",)
+RENDERED_KINDS = ("options", "image")
 #: Above this many combinations of the options that can change a card's resources, the card
 #: shows the resources of the options it opened with and no table for the script to follow
 #: (the table is in the page, once per card: it must stay small).
@@ -109,10 +109,9 @@ def _touches_resources(dotted: str) -> bool:
 
 
 def _shown_choices(profile: Profile) -> tuple:
-    return tuple(
-        c for c in profile.choices
-        if getattr(c, "kind", "options") in RENDERED_KINDS and not getattr(c, "locked", False)
-    )
+    """The choices a card has a control for: a locked one (the user may not change it) is
+    fixed to its default and not shown, and the server refuses it if posted."""
+    return tuple(c for c in profile.choices if c.kind in RENDERED_KINDS and not c.locked)
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,8 @@ class OptionView:
 @dataclass(frozen=True)
 class ChoiceView:
     """One control of a card. ``kind`` picks the template's macro (a new kind of choice is a
-    new macro there and an entry of RENDERED_KINDS); ``field`` is the posted name."""
+    new macro there and an entry of RENDERED_KINDS); ``field`` is the posted name; ``value``
+    the current value of a typed choice (an image), ``pattern`` what it must match."""
 
     key: str
     kind: str
@@ -183,6 +183,9 @@ class ChoiceView:
     element_id: str
     options: tuple[OptionView, ...]
     keys_resources: bool
+    value: str = ""
+    pattern: str = ""
+    default: str = ""
 
 
 @dataclass(frozen=True)
@@ -213,12 +216,15 @@ def _card(profile: Profile, checked: bool, chosen: Mapping[str, str]) -> CardVie
     choices = tuple(
         ChoiceView(
             key=c.key,
-            kind=getattr(c, "kind", "options"),
+            kind=c.kind,
             display_name=c.display_name,
             field=f"{profile.key}.{c.key}",
             element_id=f"tycho_c_{profile.key}_{c.key}",
             options=tuple(OptionView(o.key, o.display_name, o.key == full[c.key]) for o in c.options),
             keys_resources=c.key in resources.keyed_by,
+            value=full[c.key] if c.kind == "image" else "",
+            pattern=c.pattern or "",
+            default=c.default,
         )
         for c in _shown_choices(profile)
     )

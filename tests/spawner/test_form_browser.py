@@ -3,7 +3,8 @@ JupyterHub through configurable-http-proxy, spawning on the test bed.
 
 A 30-entry catalog under several categories (tests/form_catalog.py): the filter box narrows the
 cards, the keyboard alone picks an entry and a size and submits, each card's resources line
-follows its size, and the hub then starts the server with exactly those options.
+follows its size, and the hub then starts the server with exactly those options. With the
+mouse, changing another card's options (or typing its image) chooses that card.
 
 Selenium blocks: the browser is driven in a thread, so that the hub (on this event loop)
 answers it.
@@ -22,6 +23,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser import chromium
 from tests.form_catalog import LARGE_TEXT, MEDIUM_TEXT, SMALL_TEXT, many_entries
+from tycho_spawner.profiles import merge
 
 from .conftest import api_json, wait_for_spawn
 
@@ -32,13 +34,13 @@ pytestmark = pytest.mark.cluster
 SPARK = ["app-16", "app-09", "app-02", "app-23"]
 
 
-async def _user_with_thirty_entries(hub, name):
+async def _user_with_thirty_entries(hub, name, catalog=None):
     """A user created through the hub's REST API, whose spawner offers only the 30 entries."""
     r = await api_request(hub, "users", name, method="post")
     assert r.status_code == 201, r.text
     spawner = hub.users[name].spawners[""]
     spawner.builtin_catalog = False
-    spawner.catalog = many_entries(30)
+    spawner.catalog = catalog or many_entries(30)
     assert len(spawner.tycho_catalog.profiles) == 30
     return spawner
 
@@ -183,8 +185,14 @@ def _pick_with_the_mouse(url: str, name: str) -> dict:
         Select(card.find_element(By.NAME, "app-03.size")).select_by_value("large")
         seen["resources"].append(resources.text)
         seen["checked"] = [r.get_attribute("value") for r in browser.find_elements(By.NAME, "profile") if r.is_selected()]
+        # typing in another card's image field chooses that card
+        image = browser.find_element(By.NAME, "app-05.image")
+        image.clear()
+        image.send_keys("python:3.12")
+        seen["checked_after_typing"] = [r.get_attribute("value") for r in browser.find_elements(By.NAME, "profile")
+                                        if r.is_selected()]
         # the chosen card's selects are Tab stops; the others' are skipped by Tab
-        seen["tab_stops"] = sorted(s.get_attribute("name") for s in browser.find_elements(By.CSS_SELECTOR, "select")
+        seen["tab_stops"] = sorted(s.get_attribute("name") for s in browser.find_elements(By.CSS_SELECTOR, ".tycho-control")
                                    if s.get_attribute("tabindex") != "-1")
     finally:
         browser.quit()
@@ -193,10 +201,13 @@ def _pick_with_the_mouse(url: str, name: str) -> dict:
 
 async def test_changing_another_cards_options_chooses_it_and_shows_what_they_give(hub):
     name = "formmouse"
-    await _user_with_thirty_entries(hub, name)
+    catalog = merge(many_entries(30), {"app-05": {"choices": {"image": {
+        "kind": "image", "display_name": "Python image", "pattern": r"python:3\.1[0-9]", "default": "python:3.11"}}}})
+    await _user_with_thirty_entries(hub, name, catalog)
     url = public_url(hub, path=f"hub/spawn/{name}")
     seen = await asyncio.to_thread(_pick_with_the_mouse, url, name)
     # two choices change this entry's resources (size and GPU): the line follows both
     assert seen["resources"] == [SMALL_TEXT, SMALL_TEXT + ", 1 GPU", LARGE_TEXT + ", 1 GPU"]
     assert seen["checked"] == ["app-03"]
-    assert seen["tab_stops"] == ["app-03.gpu", "app-03.size"]
+    assert seen["checked_after_typing"] == ["app-05"]
+    assert seen["tab_stops"] == ["app-05.image", "app-05.size"]

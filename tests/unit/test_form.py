@@ -61,7 +61,7 @@ class Form(HTMLParser):
             label = {"for": a.get("for"), "text": "", "contains": []}
             self.labels.append(label)
             self._labels_open.append(label)
-        elif tag == "input" and a.get("type") == "radio":
+        elif tag == "input" and a.get("type") in ("radio", "text"):
             self.radios.append(a)
             for label in self._labels_open:
                 label["contains"].append(a.get("id"))
@@ -120,6 +120,9 @@ class Form(HTMLParser):
         for select in self.selects:
             chosen = [o["value"] for o in select["options"] if "selected" in o] or [select["options"][0]["value"]]
             data[select["name"]] = chosen[:1]
+        for field in self.inputs:
+            if field.get("type") == "text" and field.get("name"):
+                data[field["name"]] = [field.get("value", "")]
         return data
 
 
@@ -450,3 +453,44 @@ def test_a_form_of_thirty_entries_renders_fast():
     print(f"render_form, 30 entries: cold {cold * 1000:.1f} ms, warm {warm * 1000:.1f} ms")
     # generous bounds for a shared 2-core machine; the figures are printed for the record
     assert cold < 1.0 and warm < 0.25, (cold, warm)
+
+
+def image_catalog() -> Catalog:
+    return parse_catalog(merge(many_entries(2), {"app-01": {"choices": {"image": {
+        "kind": "image", "display_name": "Python image", "pattern": r"python:3\.1[0-9]", "default": "python:3.11",
+    }}}}))
+
+
+def test_an_image_choice_is_a_labelled_text_field_holding_the_image():
+    form = form_of(image_catalog())
+    (field,) = [i for i in form.inputs if i.get("type") == "text"]
+    assert field["name"] == "app-01.image" and field["value"] == "python:3.11"
+    assert "Python image" in form.label_for(field["id"])["text"]
+    hint, resources = field["aria-describedby"].split()
+    assert hint in form.ids and resources == "tycho_r_app-01"
+    assert "python:3\\.1[0-9]" in " ".join(form.text), "the hint says what an image must match"
+    # unchanged, the form is accepted; a typed image is taken for the chosen card
+    assert image_catalog().options_from_form(form.submission(profile="app-01")) == {
+        "profile": "app-01", "choices": {"size": "small", "image": "python:3.11"}}
+    typed = {**form.submission(profile="app-01"), "app-01.image": ["python:3.13"]}
+    assert image_catalog().options_from_form(typed)["choices"]["image"] == "python:3.13"
+
+
+def test_the_last_typed_image_is_in_the_field():
+    form = form_of(image_catalog(), previous={"profile": "app-01", "choices": {"image": "python:3.12"}})
+    (field,) = [i for i in form.inputs if i.get("type") == "text"]
+    assert field["value"] == "python:3.12"
+    assert form.resources["app-01"] == SMALL_TEXT, "an image does not change what a size gives"
+
+
+def test_a_choice_the_user_may_not_change_is_not_on_the_form():
+    from tycho_spawner.profiles import Who
+
+    catalog = parse_catalog(merge(many_entries(1), {"app-00": {"choices": {"size": {"access": {"groups": ["big"]}}}}}))
+    mine = catalog.visible_to(Who(name="someone"), admins_see_all=False)
+    form = form_of(mine)
+    assert [s["name"] for s in form.selects] == []
+    assert form.resources["app-00"] == SMALL_TEXT, "the fixed default's resources"
+    assert mine.options_from_form(form.submission()) == {"profile": "app-00", "choices": {"size": "small"}}
+    member = form_of(catalog.visible_to(Who(name="someone", groups=frozenset({"big"})), admins_see_all=False))
+    assert [s["name"] for s in member.selects] == ["app-00.size"]
