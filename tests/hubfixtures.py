@@ -127,6 +127,10 @@ async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
         },
         "needs-secret": {"display_name": "Reads a Secret",
                          "system": _echo_system(env={"DB_PASSWORD": {"secret": "tycho-test-db", "key": "password"}})},
+        "shared-data": {"display_name": "A shared dataset, and a folder of one claim per user", "system": _echo_system(
+            volumes={"dataset": {"claim": "tycho-shared-data", "read_only": True},
+                     "mine": {"claim": "tycho-shared-data", "sub_path": "people/{username}"}},
+            mounts={"dataset": "/data", "mine": "/mine"})},
         "typed-image": {"display_name": "Your own Python image", "system": _echo_system(),
                         "choices": {"image": {"kind": "image", "pattern": r"python:3\.(10|11)", "default": "python:3.11"}}},
     })
@@ -159,16 +163,28 @@ async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
         os.chdir(cwd)
 
 
-def _echo_system(limits=None, scheduling=None, env=None) -> dict:
-    """A small app answering every GET with the JSON of its DB_PASSWORD variable and its node."""
+def _echo_system(limits=None, scheduling=None, env=None, volumes=None, mounts=None) -> dict:
+    """A small app answering every GET with the JSON of its DB_PASSWORD variable; ``?write=PATH&text=T``
+    writes a file first and ``?read=PATH`` reads one (``error`` says why it could not)."""
     container = {
         "image": "python:3.11",
         "command": ["python3", "-c"],
         "args": [
-            "import http.server, json, os, socket\n"
+            "import http.server, json, os, urllib.parse\n"
             "class Handler(http.server.BaseHTTPRequestHandler):\n"
             "    def do_GET(self):\n"
-            "        body = json.dumps({'DB_PASSWORD': os.environ.get('DB_PASSWORD')}).encode()\n"
+            "        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))\n"
+            "        out = {'DB_PASSWORD': os.environ.get('DB_PASSWORD')}\n"
+            "        try:\n"
+            "            if q.get('write'):\n"
+            "                os.makedirs(os.path.dirname(q['write']), exist_ok=True)\n"
+            "                open(q['write'], 'w').write(q.get('text', ''))\n"
+            "                out['wrote'] = q['write']\n"
+            "            if q.get('read'):\n"
+            "                out['read'] = open(q['read']).read()\n"
+            "        except OSError as err:\n"
+            "            out['error'] = err.strerror\n"
+            "        body = json.dumps(out).encode()\n"
             "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
             "http.server.HTTPServer(('', 8888), Handler).serve_forever()\n"
         ],
@@ -179,7 +195,11 @@ def _echo_system(limits=None, scheduling=None, env=None) -> dict:
         container["limits"] = limits
     if env:
         container["env"] = env
+    if mounts:
+        container["mounts"] = mounts
     system = {"serve": {"container": "app", "port": 8888}, "home": False, "containers": {"app": container}}
+    if volumes:
+        system["volumes"] = volumes
     if scheduling:
         system["scheduling"] = scheduling
     return system

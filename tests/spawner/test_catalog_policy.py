@@ -180,3 +180,43 @@ async def test_a_typed_image_outside_the_pattern_is_refused_before_anything_exis
     pod = client.CoreV1Api(control_plane.api_client()).read_namespaced_pod(spawner.pod_name, spawner.namespace)
     assert pod.spec.containers[0].image == "python:3.11"
     await _halt(hub, user)
+
+
+async def test_a_shared_claim_is_read_only_and_each_user_has_a_folder_of_another(hub, control_plane, hub_namespace):
+    """`volumes: {dataset: {claim, read_only}, mine: {claim, sub_path: people/{username}}}`:
+    a user writes in their folder, everyone reads it through the read-only dataset, nobody
+    writes there, and one user's folder is not another's."""
+    core = client.CoreV1Api(control_plane.api_client())
+    core.create_namespaced_persistent_volume_claim(hub_namespace, client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="tycho-shared-data"),
+        spec=client.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteOnce"],
+                                                resources=client.V1ResourceRequirements(requests={"storage": "1Gi"}))))
+    ann, ben = await _new_user(hub, "data-ann"), await _new_user(hub, "data-ben")
+    try:
+        servers = {}
+        for user in (ann, ben):
+            r = await _start(hub, user.name, "", {"profile": "shared-data"})
+            assert r.status_code in (201, 202), r.text
+            servers[user.name] = await wait_for_spawn(hub, user, "")
+
+        async def ask(user, **query):
+            url = public_host(hub) + servers[user.name].server.base_url
+            answer = await asyncio.to_thread(requests.get, url, params=query, timeout=30)
+            return answer.json()
+
+        wrote = await ask(ann, write="/mine/notes.txt", text="ann's notes")
+        assert wrote.get("error") is None, wrote
+        assert (await ask(ann, read="/data/people/data-ann/notes.txt"))["read"] == "ann's notes"
+        assert (await ask(ben, read="/data/people/data-ann/notes.txt"))["read"] == "ann's notes"
+        assert (await ask(ben, read="/mine/notes.txt"))["error"] == "No such file or directory"
+        assert (await ask(ben, write="/data/people/data-ann/notes.txt", text="ben was here"))["error"] == \
+            "Read-only file system"
+        assert (await ask(ann, read="/mine/notes.txt"))["read"] == "ann's notes"
+        pod = core.read_namespaced_pod(servers[ann.name].pod_name, hub_namespace)
+        mounts = {m.name: m for m in pod.spec.containers[0].volume_mounts}
+        assert (mounts["dataset"].read_only, mounts["mine"].sub_path) == (True, "people/data-ann")
+    finally:
+        for user in (ann, ben):
+            if user.spawners[""].active:
+                await _halt(hub, user)
+        core.delete_namespaced_persistent_volume_claim("tycho-shared-data", hub_namespace)
