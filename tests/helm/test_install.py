@@ -94,8 +94,8 @@ def test_a_long_release_name_points_the_hub_at_services_that_exist(control_plane
     assert len(name) == 50
     _, ns = install(name, {}, "long")
     core = client.CoreV1Api(control_plane.api_client())
-    (config_map,) = core.list_namespaced_config_map(ns, label_selector=f"app.kubernetes.io/instance={name}").items
-    config = load_hub_config(tmp_path, {("ConfigMap", config_map.metadata.name): {"data": config_map.data}})
+    maps = core.list_namespaced_config_map(ns, label_selector=f"app.kubernetes.io/instance={name}").items
+    config = load_hub_config(tmp_path, {("ConfigMap", m.metadata.name): {"data": m.data} for m in maps})
     urls = [config.JupyterHub.hub_connect_url, config.ConfigurableHTTPProxy.api_url]
     # ... and so does the proxy's default target.
     (proxy,) = client.AppsV1Api(control_plane.api_client()).list_namespaced_deployment(
