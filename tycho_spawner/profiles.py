@@ -357,6 +357,12 @@ class Catalog:
             choice = profile.choice(choice_key) if profile else None
             if choice is None or choice.locked:
                 raise OptionsError(f"unexpected form field {shown(field_name)}")
+            if profile_key != selected and choice.kind == "image":
+                # What the user left typed in another card's field is dropped unread: it
+                # launches nothing, and a half-typed image there must not refuse this start.
+                if len(values) != 1 or not isinstance(values[0], str) or len(values[0]) > MAX_IMAGE_CHARACTERS:
+                    raise OptionsError(f"unexpected value of form field {shown(field_name)}")
+                continue
             if len(values) != 1 or not choice.accepts(values[0]):
                 raise OptionsError(f"{shown(values)} is not offered for {choice.display_name} of {profile.display_name}")
             if profile_key == selected:

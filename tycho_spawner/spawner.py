@@ -94,7 +94,10 @@ class TychoSpawner(KubeSpawner):
         YAML files merged, in order, over the built-in catalog (before `catalog`).
 
         Each file holds a map of profiles, optionally under a top-level `catalog:` key, so the
-        same file can be a helm values file. Files are read once, when the hub starts.
+        same file can be a helm values file. The files are followed while the hub runs: a
+        change is used within a second by the form, the REST API and new starts; an invalid
+        new version is logged (naming the key) and the last good catalog stays. An invalid
+        catalog when the hub starts stops it.
         """,
     )
 

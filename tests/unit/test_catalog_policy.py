@@ -359,3 +359,13 @@ def test_bad_references_are_named(env, path):
     with pytest.raises(CatalogError) as info:
         parse_catalog({"e": {"system": data}})
     assert info.value.path == f"catalog.e.system.containers.app.{path}"
+
+
+def test_a_half_typed_image_on_another_card_does_not_refuse_the_chosen_start():
+    catalog = parse_catalog(catalog_data()).visible_to(STAFF)
+    form = catalog.options_from_form({"profile": ["open"], "sized.image": ["example.org/ap"], "sized.size": ["small"]})
+    assert form == {"profile": "open", "choices": {}}
+    with pytest.raises(OptionsError):
+        catalog.options_from_form({"profile": ["open"], "sized.image": ["x" * 600]})
+    with pytest.raises(OptionsError):
+        catalog.options_from_form({"profile": ["sized"], "sized.image": ["example.org/ap"]})
