@@ -21,11 +21,9 @@ import requests
 from jupyterhub.tests.utils import api_request, public_host, public_url
 from kubernetes import client
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import chromium
+from tests.browser import chromium, log_in
 
 from .conftest import wait_for_spawn
 from .test_lifecycle import _objects, _start, _stop, _wait_gone
@@ -52,10 +50,7 @@ def _cards_seen_by(url: str, name: str) -> list[str]:
     """Log in with Chromium and list the entries the spawn form shows."""
     browser = chromium()
     try:
-        wait = WebDriverWait(browser, 30)
-        browser.get(url)
-        wait.until(EC.presence_of_element_located((By.NAME, "username"))).send_keys(name)
-        browser.find_element(By.NAME, "password").send_keys(name, Keys.ENTER)
+        wait = log_in(browser, url, name)
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".tycho-card")))
         return [c.get_attribute("data-profile") for c in browser.find_elements(By.CSS_SELECTOR, ".tycho-card")]
     finally:

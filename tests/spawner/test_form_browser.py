@@ -19,9 +19,9 @@ from jupyterhub.tests.utils import api_request, public_url
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from tests.browser import chromium
+from tests.browser import chromium, log_in
 from tests.form_catalog import LARGE_TEXT, MEDIUM_TEXT, SMALL_TEXT, many_entries
 from tycho_spawner.profiles import merge
 
@@ -69,10 +69,7 @@ def _drive(url: str, name: str, shots) -> dict:
     seen: dict = {}
     browser = chromium()
     try:
-        wait = WebDriverWait(browser, 30)
-        browser.get(url)
-        wait.until(EC.presence_of_element_located((By.NAME, "username"))).send_keys(name)
-        browser.find_element(By.NAME, "password").send_keys(name, Keys.ENTER)
+        wait = log_in(browser, url, name)
         wait.until(EC.visibility_of_element_located((By.ID, "tycho-filter-input")))
         browser.save_screenshot(str(shots / "form-opened.png"))
         seen["cards_before"] = _shown_cards(browser)
@@ -172,10 +169,7 @@ def _pick_with_the_mouse(url: str, name: str) -> dict:
     seen: dict = {}
     browser = chromium()
     try:
-        wait = WebDriverWait(browser, 30)
-        browser.get(url)
-        wait.until(EC.presence_of_element_located((By.NAME, "username"))).send_keys(name)
-        browser.find_element(By.NAME, "password").send_keys(name, Keys.ENTER)
+        wait = log_in(browser, url, name)
         wait.until(EC.visibility_of_element_located((By.ID, "tycho-filter-input")))
         card = browser.find_element(By.CSS_SELECTOR, '.tycho-card[data-profile="app-03"]')
         resources = card.find_element(By.CSS_SELECTOR, ".tycho-resources-text")
