@@ -18,6 +18,8 @@
 #   TYCHO_STORAGE           users' homes: "dynamic" (a claim per user, the default) or "none"
 #   TYCHO_STORAGE_CLASS     StorageClass of users' claims (default: the cluster's default class)
 #   TYCHO_HUB_NAME          this hub's label on its servers, for `tycho gc` (default: tycho)
+#   TYCHO_HUB_PORT          port of the hub's API                  (default: 8081)
+#   TYCHO_API_PORT          port the Tycho API service listens on, on 127.0.0.1 (default: 10101)
 import os
 import sys
 
@@ -65,11 +67,12 @@ if env("TYCHO_STORAGE", "dynamic") == "dynamic":
 # Pods live in their own network namespace: the hub's 127.0.0.1 is not theirs. The hub API
 # must listen on an address pods can reach, and pods are told that address.
 hub_ip = env("TYCHO_HUB_IP", "0.0.0.0")
-c.JupyterHub.hub_bind_url = f"http://{hub_ip}:8081"
+hub_port = int(env("TYCHO_HUB_PORT", "8081"))
+c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{hub_port}"
 if env("TYCHO_HUB_CONNECT_URL"):
     c.JupyterHub.hub_connect_url = env("TYCHO_HUB_CONNECT_URL")
 elif hub_ip != "0.0.0.0":
-    c.JupyterHub.hub_connect_url = f"http://{hub_ip}:8081"
+    c.JupyterHub.hub_connect_url = f"http://{hub_ip}:{hub_port}"
 # (listening on 0.0.0.0 with no connect URL, JupyterHub tells pods this machine's hostname)
 # The public URL people open: the proxy, on this machine only.
 c.JupyterHub.bind_url = env("TYCHO_BIND_URL", "http://127.0.0.1:8000")
@@ -116,6 +119,19 @@ c.JupyterHub.services = [
     }
 ]
 c.JupyterHub.load_roles = [{"name": "tycho-gc", "services": ["tycho-gc"], "scopes": ["list:users", "read:servers"]}]
+
+# --- The Tycho API -------------------------------------------------------------------------------
+# /services/tycho/: the catalog, launch, status (what Kubernetes says), events, logs, update and
+# stop over REST, with its OpenAPI document and Swagger UI (/services/tycho/docs), and the
+# `tycho login/launch/apps/logs/stop` client. It reads the spawner's catalog settings above (so
+# set them before this line) and the hub's kube credentials; it holds no hub scopes of its own
+# and acts at the hub with each caller's own token, so a user reaches only their own servers and
+# an admin everyone's. README, "The Tycho API".
+from tycho_spawner.api.hubconfig import tycho_api_service, users_role  # noqa: E402
+
+c.JupyterHub.services.append(tycho_api_service(c, selector="=".join(hub_label)))
+# Users reach a service only when a role grants it: every user gets this one.
+c.JupyterHub.load_roles.append(users_role())
 
 # --- Stop now, not at a user's first spawn, if the catalog is broken --------------------------
 TychoSpawner.check_config(c)

@@ -49,6 +49,11 @@ setup(
             "helm-python-sdk==0.2.2",
             # zero-to-jupyterhub's hub configuration (loaded by the compatibility tests) uses curl.
             "pycurl>=7.45",
+            # The Tycho API's tests: property-based requests from its OpenAPI document, and the
+            # Swagger UI files it serves at /services/tycho/docs.
+            "schemathesis==4.32.5",
+            "openapi-spec-validator==0.9.0",
+            "swagger-ui-py==25.7.1",
         ],
         "testbed": ["kubernetes==36.0.3", "PyYAML>=6.0"],
         # bench/gate_bench.py compares tycho-gate with jupyter-server-proxy.
@@ -58,6 +63,7 @@ setup(
         "console_scripts": [
             "tycho = tycho_spawner.cli:main",
             "tycho-gate = tycho_spawner.gate.app:main",
+            "tycho-api = tycho_spawner.api.app:main",
             "tycho-testbed = tycho_testbed.__main__:main",
         ],
         "pytest11": ["tycho_testbed = tycho_testbed.pytest_plugin"],
