@@ -33,5 +33,7 @@ html_theme_options = {
     "show_toc_level": 2,
 }
 html_show_sourcelink = False
+html_static_path = ["_static"]
+html_css_files = ["tycho.css"]
 # sphinxext-opengraph (turned on by the theme): no social-card images (they need matplotlib).
 ogp_social_cards = {"enable": False}

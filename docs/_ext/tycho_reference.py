@@ -425,8 +425,15 @@ def undocumented_chart_values() -> list[str]:
 def chart_markdown() -> str:
     values = [v for v in chart_values() if v.path not in CHART_SKIPPED]
     groups = chart_groups_documented(values)
-    out = ["| value | type | default | what |", "|---|---|---|---|"]
+    out: list[str] = []
     for value in values:
+        if "." not in value.path:   # a top-level value: a section of its own
+            out.append(f"\n## `{value.path}`\n")
+            if value.description:
+                out.append(value.description + "\n")
+            out.append("| value | type | default | what |\n|---|---|---|---|")
+            if not value.leaf:
+                continue
         name = f"**`{value.path}`**" if not value.leaf else f"`{value.path}`"
         text = value.description
         parent = value.path.rpartition(".")[0]
