@@ -40,6 +40,7 @@ _USER = {
 }
 
 _COMMON_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
     "401": {"$ref": "#/components/responses/Unauthenticated"},
     "403": {"$ref": "#/components/responses/Forbidden"},
     "503": {"$ref": "#/components/responses/Unavailable"},
