@@ -4,6 +4,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
+# This checkout's package first: the cached docs venv's editable install may point at another
+# checkout of this machine (CI clones the repository elsewhere), and the reference must be
+# written from the code being built.
+sys.path.insert(0, str(HERE.parent))
 
 project = "tycho_spawner"
 author = "the tycho_spawner developers"

@@ -482,6 +482,11 @@ def expand(source: str, where: str = "") -> str:
 
 
 def setup(app: Any) -> dict:  # pragma: no cover - run by Sphinx
+    import tycho_spawner
+
+    where = Path(tycho_spawner.__file__).resolve()
+    if ROOT not in where.parents:
+        raise RuntimeError(f"the reference would be written from {where}, not from this checkout ({ROOT})")
     def source_read(_app: Any, docname: str, source: list) -> None:
         if MARKER.search(source[0]):
             source[0] = expand(source[0], docname)
