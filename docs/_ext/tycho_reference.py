@@ -457,6 +457,105 @@ def rbac_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
+# --- The REST API ----------------------------------------------------------------------------
+
+
+def _api_document() -> dict:
+    from tycho_spawner.api.openapi import document
+
+    return document()
+
+
+def _schema_text(schema: dict) -> str:
+    """A short type: a schema's name for a reference, ``array of X``, ``a or b``, an enum."""
+    if not isinstance(schema, dict):
+        return ""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
+    if "enum" in schema:
+        return " \\| ".join(_code(json.dumps(v)) for v in schema["enum"])
+    kind = schema.get("type", "")
+    if isinstance(kind, list):
+        kind = " or ".join(kind)
+    if kind == "array":
+        return f"array of {_schema_text(schema.get('items', {}))}"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"map of {_schema_text(schema['additionalProperties'])}"
+    return kind or "any"
+
+
+def api_operations() -> list[Item]:
+    """Every operation of the OpenAPI document, as ``METHOD /path``, with its summary."""
+    out = []
+    for path, item in _api_document()["paths"].items():
+        for method, op in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                out.append(Item(f"{method.upper()} {path}", op.get("operationId", ""), "",
+                                " ".join(filter(None, (op.get("summary"), op.get("description"))))))
+    return out
+
+
+def api_markdown() -> str:
+    doc = _api_document()
+    responses = doc.get("components", {}).get("responses", {})
+    base = (doc.get("servers") or [{}])[0].get("url", "")
+    out = [f"**{_escape(doc['info']['title'])}**, version {doc['info']['version']}, OpenAPI {doc['openapi']}; "
+           f"paths below are under `{base}` on the hub's address.\n", _help_block(doc["info"].get("description", "")) + "\n"]
+    out.append("## Authentication\n\n| scheme | how | meaning |\n|---|---|---|")
+    for name, scheme in doc.get("components", {}).get("securitySchemes", {}).items():
+        how = f"{scheme.get('in', '')} `{scheme.get('name', '')}`"
+        out.append(f"| `{name}` | {how} | {_one_line(scheme.get('description', ''))} |")
+    out.append("\n## Operations\n")
+    for path, item in doc["paths"].items():
+        shared = item.get("parameters", [])
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            out.append(f"### `{method.upper()} {path}`\n")
+            out.append(_one_line(op.get("summary", "")) + "\n")
+            if op.get("description"):
+                out.append(_help_block(op["description"]) + "\n")
+            params = [*shared, *op.get("parameters", [])]
+            if params:
+                out.append("| parameter | in | type | default | meaning |\n|---|---|---|---|---|")
+                for par in params:
+                    schema = par.get("schema", {})
+                    default = json.dumps(schema["default"]) if "default" in schema else ""
+                    required = " (required)" if par.get("required") else ""
+                    out.append(f"| `{par['name']}`{required} | {par['in']} | {_schema_text(schema)} | "
+                               f"{_code(default)} | {_one_line(par.get('description', ''))} |")
+                out.append("")
+            body = op.get("requestBody")
+            if body:
+                for ctype, content in body.get("content", {}).items():
+                    out.append(f"Body ({ctype}): {_schema_text(content.get('schema', {}))}\n")
+            out.append("| status | meaning | body |\n|---|---|---|")
+            for status, resp in sorted(op.get("responses", {}).items()):
+                if "$ref" in resp:
+                    resp = responses.get(resp["$ref"].rsplit("/", 1)[-1], {})
+                bodies = ", ".join(f"{_schema_text(c.get('schema', {}))} ({ctype})"
+                                   for ctype, c in resp.get("content", {}).items())
+                out.append(f"| {status} | {_one_line(resp.get('description', ''))} | {bodies} |")
+            out.append("")
+    out.append("## Schemas\n")
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        out.append(f"### {name}\n")
+        if schema.get("description"):
+            out.append(_one_line(schema["description"]) + "\n")
+        props = schema.get("properties") or {}
+        if not props:
+            out.append(f"{_schema_text(schema)}\n")
+            continue
+        required = set(schema.get("required", []))
+        out.append("| field | type | required | meaning |\n|---|---|---|---|")
+        for field, sub in props.items():
+            out.append(f"| `{field}` | {_schema_text(sub)} | {'yes' if field in required else ''} | "
+                       f"{_one_line(sub.get('description', ''))} |")
+        out.append("")
+    return "\n".join(out)
+
+
 #: Marker name -> the function writing its Markdown.
 SECTIONS: dict[str, Callable[[], str]] = {
     "settings": settings_markdown,
@@ -466,6 +565,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "gate-cli": gate_markdown,
     "chart-values": chart_markdown,
     "rbac": rbac_markdown,
+    "rest-api": api_markdown,
 }
 
 
