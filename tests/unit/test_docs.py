@@ -34,19 +34,6 @@ pytestmark = pytest.mark.timeout(900)
 #:   comment right above the key in values.yaml);
 #: - `tycho validate FILE`: a help= in tycho_spawner/cli.py's build_parser.
 KNOWN_UNDOCUMENTED = {
-    "chart": {
-        "hub.image.tag", "hub.image.pullPolicy", "hub.resources.requests", "hub.resources.limits",
-        "hub.namedServerLimitPerUser", "hub.db.pvc.storage", "hub.db.pvc.accessModes",
-        "proxy.image.name", "proxy.image.tag", "proxy.image.pullPolicy", "proxy.resources.requests",
-        "proxy.resources.limits", "proxy.service.port", "proxy.service.nodePort",
-        "proxy.ingress.enabled", "proxy.ingress.className", "proxy.ingress.host",
-        "proxy.ingress.annotations", "proxy.ingress.tls", "singleuser.startTimeout",
-        "singleuser.httpTimeout", "singleuser.networkPolicy.enabled", "singleuser.gate.image",
-        "singleuser.gate.port", "singleuser.storage.dynamic.storageAccessModes", "prePuller.enabled",
-        "prePuller.images", "prePuller.helper.image.name", "prePuller.helper.image.tag",
-        "prePuller.helper.image.pullPolicy", "prePuller.pause.image.name", "prePuller.pause.image.tag",
-        "prePuller.pause.image.pullPolicy", "prePuller.tolerations",
-    },
     "cli": {"tycho validate FILE"},
 }
 
