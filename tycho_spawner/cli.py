@@ -13,6 +13,15 @@ remove servers' objects no hub record owns.
     tycho gc [--dry-run] [--namespace NS] [--selector LABELS] [--every SECONDS]
                                                   delete servers' pods and NetworkPolicies the
                                                   hub has no record of (never users' claims)
+
+The client of a hub's Tycho API (the service at /services/tycho/):
+
+    tycho login --hub URL [--token TOKEN]         check a hub token and keep it (~/.config/tycho/token)
+    tycho launch PROFILE [--set CHOICE=OPTION ...] [--name NAME]
+                                                  launch an app, wait until it is ready, print its URL
+    tycho apps                                    your apps: id, state, entry, choices, URL
+    tycho logs SERVER [--container C] [--tail N]  an app's last log lines (SERVER: its name, ~ the default)
+    tycho stop SERVER                             stop an app and wait until it is gone
 """
 from __future__ import annotations
 
@@ -324,6 +333,99 @@ def _seconds(minimum: float):
     return parse
 
 
+# ------------------------------------------------------------------------- the API client
+
+
+def cmd_login(args) -> int:
+    import getpass
+
+    from .api.client import Client, Login, normalise_hub, save_login
+
+    hub = normalise_hub(args.hub)
+    token = args.token or os.environ.get("TYCHO_TOKEN")
+    if not token:
+        if not sys.stdin.isatty():
+            token = sys.stdin.readline().strip()
+        else:
+            print(f"A token from {hub}/hub/token", file=sys.stderr)
+            token = getpass.getpass("Token: ").strip()
+    if not token:
+        print("tycho: no token given", file=sys.stderr)
+        return 1
+    user = Client(Login(hub, token)).whoami()
+    path = save_login(Login(hub, token))
+    print(f"Logged in to {hub} as {user.get('name')}; the token is kept in {path}")
+    return 0
+
+
+def _client():
+    from .api.client import Client, load_login
+
+    return Client(load_login())
+
+
+def cmd_launch(args) -> int:
+    choices, overrides = _parse_sets(args.set or [])
+    if overrides:
+        raise OptionsError(f"--set {next(iter(overrides))}...: a launch takes CHOICE=OPTION only "
+                           "(the hub's catalog decides the rest)")
+    client = _client()
+    app = client.launch(args.profile, choices, args.name)
+    server = app["id"]
+    print(f"Launching {args.profile} as {server}...", file=sys.stderr, flush=True)
+    if args.no_wait:
+        print(f"{client.login.hub}{app['url']}")
+        return 0
+    app = client.wait(server, lambda a: a is None or a["state"] in ("ready", "stopped"), args.timeout)
+    if app is None or app["state"] != "ready":
+        why = (app or {}).get("message") or "the hub's log says why"
+        print(f"tycho: {server} did not start: {why}", file=sys.stderr)
+        return 1
+    print(f"{client.login.hub}{app['url']}")
+    return 0
+
+
+def cmd_apps(args) -> int:
+    apps = _client().apps()
+    if args.json:
+        print(json.dumps(apps, indent=2))
+        return 0
+    rows = [("ID", "STATE", "PROFILE", "CHOICES", "URL")] + [
+        (a["id"], a["state"], a.get("profile") or "-",
+         ",".join(f"{k}={v}" for k, v in sorted((a.get("choices") or {}).items())) or "-", a.get("url") or "-")
+        for a in apps
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def cmd_logs(args) -> int:
+    text = _client().logs(args.server, args.container, args.tail)
+    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    client = _client()
+    client.stop(args.server)
+    if not args.no_wait:
+        client.wait(args.server, lambda a: a is None, args.timeout)
+    print(f"Stopped {args.server}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tycho", description="Inspect the tycho_spawner catalog and its manifests.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -353,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("validate", help="check catalog files (merged over the built-in catalog)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="catalog files, merged in order over the built-in catalog")
     p.add_argument("--alone", action="store_true", help="check each file on its own, without the built-in catalog")
     p.set_defaults(func=cmd_validate)
 
@@ -411,6 +513,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=_seconds(1), metavar="SECONDS",
                    help="run as a hub-managed service: at once, then every SECONDS, until the hub stops")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("login", help="check a hub token and keep it for the other API commands",
+                       description="Check a token at the hub (and that its Tycho API answers) and keep it in "
+                                   "$XDG_CONFIG_HOME/tycho/token (default ~/.config/tycho/token, mode 600), the "
+                                   "hub's URL beside it. TYCHO_HUB and TYCHO_TOKEN override the kept login.")
+    p.add_argument("--hub", required=True, metavar="URL", help="the hub's address, e.g. https://hub.example.org")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="a token from the hub's token page (default: $TYCHO_TOKEN, else asked for, or one line "
+                        "on stdin)")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("launch", help="launch an app through the hub's Tycho API, wait until it is ready and "
+                                      "print its URL")
+    p.add_argument("profile", metavar="PROFILE", help="catalog key of the application (see the hub's /catalog)")
+    p.add_argument("--set", action="append", metavar="CHOICE=OPTION", help="pick an option (repeatable)")
+    p.add_argument("--name", default="", help="a named server (default: your default server)")
+    p.add_argument("--timeout", type=_seconds(1), default=600.0, metavar="SECONDS",
+                   help="how long to wait for it to be ready (default: 600)")
+    p.add_argument("--no-wait", action="store_true", help="print the URL at once, without waiting")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("apps", help="list your apps at the hub: id, state, entry, choices, URL")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=cmd_apps)
+
+    p = sub.add_parser("logs", help="print an app's last log lines")
+    p.add_argument("server", metavar="SERVER", help="the app's id: its server name, or ~ for the default server")
+    p.add_argument("--container", help="which container (default: the one serving the app)")
+    p.add_argument("--tail", type=_positive_int, default=100, metavar="N", help="how many lines (default: 100)")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("stop", help="stop an app and wait until it is gone")
+    p.add_argument("server", metavar="SERVER", help="the app's id: its server name, or ~ for the default server")
+    p.add_argument("--timeout", type=_seconds(1), default=300.0, metavar="SECONDS",
+                   help="how long to wait for it to stop (default: 300)")
+    p.add_argument("--no-wait", action="store_true", help="return once the hub has been asked")
+    p.set_defaults(func=cmd_stop)
     return parser
 
 
@@ -419,6 +558,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args)
     except (CatalogError, OptionsError, RenderError) as err:
+        print(f"tycho: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # the API client's failures, said in one line
+        from .api.client import ClientError
+
+        if not isinstance(err, ClientError):
+            raise
         print(f"tycho: {err}", file=sys.stderr)
         return 1
 

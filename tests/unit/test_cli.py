@@ -430,3 +430,41 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["render"])
     assert info.value.code == 2
+
+
+# --- the API client's kept login (tycho login; the commands against a hub: tests/api/test_cli.py)
+
+
+def test_a_kept_login_is_owner_only_under_xdg_config_home_and_the_environment_overrides_it(tmp_path):
+    import stat
+
+    from tycho_spawner.api.client import ClientError, Login, load_login, save_login
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    with pytest.raises(ClientError, match="tycho login --hub"):
+        load_login(env)
+    path = save_login(Login("https://hub.example.org", "secret"), env)
+    assert path == tmp_path / "xdg" / "tycho" / "token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert load_login(env) == Login("https://hub.example.org", "secret")
+    assert load_login({**env, "TYCHO_TOKEN": "other", "TYCHO_HUB": "http://127.0.0.1:8000/hub/"}) == \
+        Login("http://127.0.0.1:8000", "other")
+    # Without XDG_CONFIG_HOME: ~/.config/tycho.
+    from tycho_spawner.api.client import config_dir
+
+    assert config_dir({}) == Path(os.path.expanduser("~")) / ".config" / "tycho"
+
+
+def test_a_launch_takes_choices_only_and_a_bad_hub_address_is_named(capsys):
+    assert cli.main(["launch", "echo", "--set", "system.containers.app.image=x"]) == 1
+    assert "CHOICE=OPTION only" in capsys.readouterr().err
+    assert cli.main(["login", "--hub", "hub.example.org", "--token", "t"]) == 1
+    assert "--hub 'hub.example.org'" in capsys.readouterr().err
+
+
+def test_validate_files_have_help():
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices["validate"]
+    (files,) = [a for a in sub._actions if a.dest == "files"]
+    assert "merged in order over the built-in catalog" in files.help

@@ -276,8 +276,11 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getAppLogs",
                 "summary": "The app's logs (one container's: by default the one serving it)",
                 "parameters": [
-                    {"name": "container", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "container", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "The container whose logs to read (one of the App's `containers[].name`); "
+                                    "by default the one serving the app, not its gate."},
                     {"name": "tail", "in": "query", "required": False,
+                     "description": "How many of the last lines to return.",
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TAIL, "default": 100}},
                 ],
                 "responses": {
@@ -300,6 +303,8 @@ DOCUMENT: dict[str, Any] = {
                 ),
                 "parameters": [
                     {"name": "max_seconds", "in": "query", "required": False,
+                     "description": "End the stream after this many seconds even if the app still runs "
+                                    "(a client reconnects to go on watching).",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 3600}},
                 ],
                 "responses": {
