@@ -17,6 +17,9 @@ SPAWNER_ROLE_RULES = (
     # Each server's NetworkPolicy, created before its pod and deleted with it; listed by
     # `tycho gc` (a hub service) to find those no server record owns.
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "create", "delete"]},
+    # The Tycho API (a hub service, with the hub's credentials) shows a server's container logs
+    # (GET /apps/{server}/logs). Read only; exec and attach are never granted.
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 )
 
 #: Per storage type (z2jh's ``singleuser.storage.type``): what users' homes need on top.

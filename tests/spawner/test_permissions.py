@@ -76,3 +76,23 @@ def test_homes_without_the_claim_rules_fail_naming_them(control_plane, node_agen
     result = _run_probe(kubeconfig, kube_namespace, "dynamic")
     assert "not allowed to create persistentvolumeclaims" in result["error"], result
     assert client.CoreV1Api(control_plane.api_client()).list_namespaced_pod(kube_namespace).items == []
+
+
+def test_the_role_lets_the_tycho_api_read_pods_events_and_logs_and_nothing_more(control_plane, kube_namespace, tmp_path):
+    """The Tycho API runs with the hub's account: what it reads (its server pods, their events,
+    a container's logs) the API server allows with only the Role; exec and attach it does not."""
+    kubeconfig = _service_account(control_plane, kube_namespace, "hub", tmp_path, spawner_role_rules("none"))
+    import kubernetes
+
+    api = kubernetes.config.new_client_from_config(str(kubeconfig))
+    auth = client.AuthorizationV1Api(api)
+
+    def allowed(verb: str, resource: str, subresource: str = "") -> bool:
+        review = auth.create_self_subject_access_review({"spec": {"resourceAttributes": {
+            "namespace": kube_namespace, "verb": verb, "resource": resource, "subresource": subresource}}})
+        return review.status.allowed
+
+    assert allowed("list", "pods") and allowed("list", "events")
+    assert allowed("get", "pods", "log")
+    assert not allowed("create", "pods", "exec") and not allowed("create", "pods", "attach")
+    assert not allowed("get", "secrets")
