@@ -31,6 +31,9 @@ setup(
         "tornado>=6.5,<7",
         # KubeSpawner's slugs, used directly by `tycho import-profiles`.
         "python-slugify>=8",
+        # The Tycho API (tycho-api, a service in the hub) serves Swagger UI at
+        # /services/tycho/docs from this package's files (no CDN).
+        "swagger-ui-py>=25.7,<26",
     ],
     extras_require={
         # tycho-gate runs in its own image (gate/Dockerfile): it uses tornado 6.6's
@@ -50,7 +53,7 @@ setup(
             # zero-to-jupyterhub's hub configuration (loaded by the compatibility tests) uses curl.
             "pycurl>=7.45",
             # The Tycho API's tests: property-based requests from its OpenAPI document, and the
-            # Swagger UI files it serves at /services/tycho/docs.
+            # Swagger UI files it serves at /services/tycho/docs (pinned here; a range above).
             "schemathesis==4.32.5",
             "openapi-spec-validator==0.9.0",
             "swagger-ui-py==25.7.1",
