@@ -549,14 +549,12 @@ REFERENCE_END = "<!-- end of the catalog reference -->"
 
 
 def main() -> None:  # pragma: no cover - exercised by the drift test through its functions
-    """Rewrite the README's reference and the chart's catalog schema from this module."""
+    """Rewrite the chart's catalog schema from this module. (The field reference needs no
+    rewriting: the documentation site writes it from :func:`reference_markdown` as it is
+    built.)"""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    readme = root / "README.md"
-    text = readme.read_text()
-    start, end = text.index(REFERENCE_START), text.index(REFERENCE_END)
-    readme.write_text(text[:start] + REFERENCE_START + "\n\n" + reference_markdown() + "\n" + text[end:])
     values = root / "helm" / "tycho-spawner" / "values.schema.json"
     schema = json.loads(values.read_text())
     schema["properties"]["catalog"] = chart_catalog_schema()

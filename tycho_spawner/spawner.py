@@ -82,8 +82,8 @@ class TychoSpawner(KubeSpawner):
 
         A keyed map: `{"scipy": {"display_name": "SciPy for Biology"}}` changes one field of one
         entry, `{"nginx": {"disabled": True}}` removes an entry, a new key adds an application.
-        See the README's catalog section for every field. Checked when the hub starts: an error
-        names the exact key.
+        Every field is in the documentation's catalog reference (docs/reference/catalog.md,
+        built by `bin/stage docs`). Checked when the hub starts: an error names the exact key.
         """,
     )
 
