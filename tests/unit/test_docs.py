@@ -137,7 +137,7 @@ def test_site_builds_without_warnings_with_every_page(site):
         "index.html",
         "tutorials/testbed.html", "tutorials/minikube.html",
         "howto/switch-z2jh.html", "howto/catalog-entry.html", "howto/gate.html", "howto/homes.html",
-        "howto/groups-gpus.html", "howto/operate.html",
+        "howto/groups-gpus.html", "howto/tycho-api.html", "howto/operate.html",
         "explanation/architecture.html", "explanation/gate.html", "explanation/security.html",
         "explanation/performance.html",
         "reference/settings.html", "reference/catalog.html", "reference/cli.html",
