@@ -1123,6 +1123,8 @@ class NodeAgent:
         self.keyed = KeyedWatch(self.api, self.call)
         #: why the agent could not start (a sentence), if it could not
         self.failure: Optional[str] = None
+        #: the kubelet's containerLogs endpoint (kubelet_logs.py), on the InternalIP, once started
+        self.kubelet_logs = None
 
     # -- API helpers (rate limited)
 
@@ -1296,6 +1298,7 @@ class NodeAgent:
             conditions.append({"type": kind, "status": "False", "reason": f"KubeletHasNo{kind}",
                                "lastHeartbeatTime": stamp, "lastTransitionTime": stamp})
         status = {"conditions": conditions, "capacity": self.capacity, "allocatable": self.capacity,
+                  "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_logs.port if self.kubelet_logs else 0}},
                   "addresses": [{"type": "InternalIP", "address": GATEWAY}, {"type": "Hostname", "address": self.node}],
                   "nodeInfo": {"kubeletVersion": "v1.20.2-tycho-testbed", "operatingSystem": "linux",
                                "architecture": "amd64", "containerRuntimeVersion": "tycho://local-processes",
@@ -1449,6 +1452,7 @@ class NodeAgent:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.preflight()
         self.created_bridge = ensure_bridge()
+        self._serve_logs()
         try:
             self.resolver.join()
         except ResolverError as err:
@@ -1492,6 +1496,29 @@ class NodeAgent:
                 time.sleep(0.5)
         return 0
 
+    def _serve_logs(self) -> None:
+        """The kubelet's containerLogs endpoint on the Node's InternalIP (the bridge's address on
+        the host); its port goes into the Node's status, where the API server looks for it."""
+        from .kubelet_logs import KubeletLogServer
+
+        self.kubelet_logs = KubeletLogServer(GATEWAY, self.state_dir, self.container_log, (GATEWAY,),
+                                             self.stopping).start()
+        log.info("node %s: container logs at https://%s:%s/containerLogs/", self.node, GATEWAY,
+                 self.kubelet_logs.port)
+
+    def container_log(self, namespace: str, name: str, container: str):
+        """Where a container of a pod this agent runs writes its output (None: not here)."""
+        from .kubelet_logs import LogSource
+
+        with self.lock:
+            workers = [w for w in self.workers.values() if w.namespace == namespace and w.name == name]
+        for worker in workers:
+            for c in worker.all_containers:
+                if c.name == container:
+                    return LogSource(worker.logs / f"{c.name}.log",
+                                     lambda c=c, w=worker: "running" in c.state and not w.delete_requested.is_set())
+        return None
+
     def _publish_zone(self) -> None:
         """Keep this agent's records in the resolver equal to the cluster's Services and ready
         endpoints (one rewrite per burst of changes)."""
@@ -1509,6 +1536,8 @@ class NodeAgent:
         """Kill every pod's processes, remove namespaces, mark the Node NotReady, leave the
         host's resolver (stopped if no other agent uses it)."""
         self.stopping.set()
+        if self.kubelet_logs is not None:
+            self.kubelet_logs.stop()
         with self.lock:
             workers = list(self.workers.values())
         for worker in workers:
