@@ -521,7 +521,11 @@ def main(argv: Optional[list] = None) -> None:
         settings.load_catalog()
     except (ValueError, TypeError, ApiError) as err:
         sys.exit(f"tycho-api: {getattr(err, 'message', err)}")
-    url = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL") or f"http://127.0.0.1:{DEFAULT_PORT}")
+    # Where to listen: TYCHO_API_BIND_URL when set (in a cluster, the service's url names the
+    # hub pod's Service, an address no process can bind: the chart binds all of the pod's
+    # addresses), else the service's url itself, as JupyterHub's services do.
+    url = urlsplit(os.environ.get("TYCHO_API_BIND_URL") or os.environ.get("JUPYTERHUB_SERVICE_URL")
+                   or f"http://127.0.0.1:{DEFAULT_PORT}")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/tycho/")
     hub_api_url = os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
     secret = os.environ.get("JUPYTERHUB_API_TOKEN", "").encode() or secrets.token_bytes(32)
@@ -533,7 +537,7 @@ def main(argv: Optional[list] = None) -> None:
         ssl = make_ssl_context(os.environ["JUPYTERHUB_SSL_KEYFILE"], os.environ["JUPYTERHUB_SSL_CERTFILE"],
                                cafile=os.environ.get("JUPYTERHUB_SSL_CLIENT_CA"), purpose=__import__("ssl").Purpose.CLIENT_AUTH)
     server = HTTPServer(app, ssl_options=ssl, xheaders=True)
-    server.listen(url.port or DEFAULT_PORT, url.hostname or "127.0.0.1")
+    server.listen(url.port or DEFAULT_PORT, "" if url.hostname in (None, "0.0.0.0") else url.hostname)
     app_log.info("Tycho API at %s%s (namespace %s)", url.geturl().rstrip("/"), prefix, settings.namespace)
     IOLoop.current().start()
 

@@ -35,12 +35,15 @@ def _setting(config: Any, name: str, default: Any) -> Any:
 
 
 def tycho_api_service(config: Any, name: str = "tycho", url: Optional[str] = None, selector: str = "",
-                      command: Optional[list] = None) -> dict:
+                      command: Optional[list] = None, bind_url: Optional[str] = None) -> dict:
     """The managed-service entry for a hub's ``config`` (its TychoSpawner settings read now).
 
-    ``url``: where the service listens (the proxy routes ``/services/<name>/`` there); by
-    default ``http://127.0.0.1:10101`` (``$TYCHO_API_PORT`` changes the port), right for a hub
-    and proxy on one machine; in a cluster, an address the proxy's pod reaches.
+    ``url``: where the proxy (and the hub) reach the service: the proxy routes
+    ``/services/<name>/`` there; by default ``http://127.0.0.1:10101`` (``$TYCHO_API_PORT``
+    changes the port), right for a hub and proxy on one machine; in a cluster, an address the
+    proxy's pod reaches (the hub pod's Service). ``bind_url``: where the service listens, when
+    not the host of ``url`` (which may be a Service's name no process can bind): e.g.
+    ``http://0.0.0.0:10101``, every address of the hub's pod.
     """
     settings = ApiSettings(
         namespace=_setting(config, "namespace", "default"),
@@ -52,6 +55,8 @@ def tycho_api_service(config: Any, name: str = "tycho", url: Optional[str] = Non
     )
     environment = {key: os.environ[key] for key in KUBE_ENVIRONMENT if key in os.environ}
     environment["TYCHO_API_SETTINGS"] = settings.to_json()
+    if bind_url:
+        environment["TYCHO_API_BIND_URL"] = bind_url
     return {
         "name": name,
         "url": url or f"http://127.0.0.1:{os.environ.get('TYCHO_API_PORT', DEFAULT_PORT)}",
