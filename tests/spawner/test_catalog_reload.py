@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 
 import pytest
@@ -105,9 +104,13 @@ async def test_an_edited_catalog_file_reaches_the_form_and_the_api_while_the_hub
     user = hub.users["editor"]
     spawner = user.spawners[""]
     records = _Records()
-    hub.log.addHandler(records)
-    level = hub.log.level
-    hub.log.setLevel(logging.INFO)
+    # The spawner logs to traitlets' application logger, which is the hub's in a hub process;
+    # in a test session where another Application was made first it is that one's.
+    loggers = list(dict.fromkeys([hub.log, spawner.log]))
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(records)
+        logger.setLevel(logging.INFO)
     try:
         session = await asyncio.to_thread(browser_login, hub, user.name)
         url = public_url(hub, path=f"hub/spawn/{user.name}")
@@ -153,8 +156,9 @@ async def test_an_edited_catalog_file_reaches_the_form_and_the_api_while_the_hub
         answer = await asyncio.to_thread(requests.get, server_url, timeout=30)
         assert (answer.status_code, answer.text) == (200, "echo")
     finally:
-        hub.log.removeHandler(records)
-        hub.log.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(records)
+            logger.setLevel(level)
         try:
             if spawner.active:
                 r = await api_request(hub, "users", user.name, "server", method="delete")
