@@ -42,7 +42,7 @@ VALUES = {
     "hub": {"extraConfig": (
         f"c.JupyterHub.services.append({{'name': 'chart-test', 'api_token': {TOKEN!r}}})\n"
         "c.JupyterHub.load_roles.append({'name': 'chart-test', 'services': ['chart-test'],\n"
-        "    'scopes': ['admin:users', 'admin:servers', 'read:hub']})\n"
+        "    'scopes': ['admin:users', 'admin:servers', 'read:hub', 'access:services!service=tycho']})\n"
     )},
 }
 #: How long a server may take to start here (an image "pulled" from the image table).
@@ -100,8 +100,15 @@ def test_the_hub_and_proxy_roll_out_and_the_hub_reaches_its_proxy_through_its_se
     assert hub.status.container_statuses[0].restart_count == 0
     secret = client.CoreV1Api(control_plane.api_client()).read_namespaced_secret("tycho-secret", bed.namespace).data
     proxy_token = base64.b64decode(secret["proxy.token"]).decode()
-    routes = requests.get(f"http://{proxy.status.pod_ip}:8001/api/routes", timeout=10,
-                          headers={"Authorization": f"token {proxy_token}"}).json()
+    # The hub adds its routes once its managed services (the Tycho API) answer, after its
+    # health check (the readiness probe) already does.
+    deadline = time.monotonic() + 60
+    while True:
+        routes = requests.get(f"http://{proxy.status.pod_ip}:8001/api/routes", timeout=10,
+                              headers={"Authorization": f"token {proxy_token}"}).json()
+        if routes.get("/", {}).get("hub") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert routes["/"]["hub"] is True and routes["/"]["target"] == "http://tycho-hub:8081", routes
     # This machine reaches the public NodePort; the proxy sends it to the hub's Service.
     assert requests.get(f"{bed.public_url()}/hub/health", timeout=10).status_code == 200
@@ -140,6 +147,22 @@ def test_a_browser_logs_in_and_starts_nginx_and_a_jupyter_stack_with_no_token(be
         ".then(r => done(r.status), e => done(String(e)));")
     assert status == 200
     assert set(_servers(bed, "alice")) == {"", "lab"}
+
+
+def test_the_tycho_api_runs_in_the_hub_pod_behind_the_proxy_and_is_in_the_services_menu(bed, browser):
+    """The chart runs the Tycho API as a hub service: the proxy reaches it through the hub's
+    Service (port tycho-api, admitted by the hub's NetworkPolicy) and a token's caller is served."""
+    url = bed.public_url()
+    headers = {"Authorization": f"token {TOKEN}"}
+    r = requests.get(f"{url}/services/tycho/openapi.json", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text[:500]
+    assert r.json()["openapi"] == "3.1.0"
+    r = requests.get(f"{url}/services/tycho/catalog", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text[:500]
+    assert {"nginx", "base"} <= {e["key"] for e in r.json()["entries"]}
+    # alice, logged in above, finds it in the hub's Services menu.
+    browser.get(f"{url}/hub/home")
+    assert browser.find_elements(By.XPATH, "//a[contains(@href, '/services/tycho/')]"), browser.page_source[-3000:]
 
 
 def test_the_hub_spawns_as_its_service_account_with_only_the_charts_role(control_plane, bed):

@@ -152,4 +152,23 @@ c.JupyterHub.load_roles = roles
 
 exec(compile(hub_values["extraConfig"], "values: hub.extraConfig", "exec"))  # admin-written
 
+# --- The Tycho API ---------------------------------------------------------------------------
+# /services/tycho/ (REST, its OpenAPI document, Swagger UI at /services/tycho/docs), in the hub's
+# pod, listed in the hub's Services menu. Added after hub.extraConfig, so that it offers the
+# catalog the spawner ends up with. The proxy reaches it through the hub's Service (its port
+# tycho-api, templates/hub.yaml; the hub's NetworkPolicy admits the proxy there); it listens on
+# every address of the pod. It reads pods, events and logs with the hub's Role, this release's
+# servers only (their instance label); at the hub it acts with each caller's own token.
+from tycho_spawner.api.hubconfig import tycho_api_service, users_role  # noqa: E402
+
+TYCHO_API_PORT = 10101  # the hub pod's port "tycho-api" (templates/hub.yaml)
+c.JupyterHub.services.append(tycho_api_service(
+    c, url=f"http://{names['hub']}:{TYCHO_API_PORT}", bind_url=f"http://0.0.0.0:{TYCHO_API_PORT}",
+    selector=f"app.kubernetes.io/instance={release}",
+))
+# Users may use it (JupyterHub's default user role gives no service); a site's own "user" role
+# (hub.extraConfig) is left as it is.
+if not any(role.get("name") == "user" for role in c.JupyterHub.load_roles):
+    c.JupyterHub.load_roles.append(users_role())
+
 TychoSpawner.check_config(c)
