@@ -33,13 +33,16 @@ def test_the_hub_runs_gc_on_this_release_s_servers_every_ten_minutes(chart, tmp_
 
 def test_gc_and_the_idle_culler_run_side_by_side(chart, tmp_path):
     config = load_hub_config(tmp_path, render(chart, {"hub": {"cullIdleTimeout": 3600, "orphanGcInterval": 60}}))
-    assert set(_services(config)) == set(_roles(config)) == {"idle-culler", "tycho-gc"}
+    # Beside them the Tycho API (a service with no role of its own: it acts with its callers'
+    # tokens; users get access to it through the `user` role).
+    assert set(_services(config)) == {"idle-culler", "tycho-gc", "tycho"}
+    assert set(_roles(config)) == {"idle-culler", "tycho-gc", "user"}
     assert "--every=60" in _services(config)["tycho-gc"]["command"]
 
 
 def test_an_interval_of_0_runs_no_gc_and_keeps_the_label(chart, tmp_path):
     config = load_hub_config(tmp_path, render(chart, {"hub": {"orphanGcInterval": 0}}))
-    assert _services(config) == {} and _roles(config) == {}
+    assert set(_services(config)) == {"tycho"} and set(_roles(config)) == {"user"}
     assert config.TychoSpawner.extra_labels == {"app.kubernetes.io/instance": "demo"}
 
 
