@@ -276,6 +276,9 @@ class ControlPlane:
             # node's address on the pods' bridge, where a relay passes connections to
             # 127.0.0.1 (it refuses loopback endpoints; it listens on loopback only).
             "--advertise-address", NODE_ADDRESS,
+            # Kubelets (node agents) are reached at their InternalIP, the test bed's bridge
+            # address: their Hostname (the node's name) resolves nowhere.
+            "--kubelet-preferred-address-types", "InternalIP",
             "--v", "1",
         ], detach=self.config.detach)
         try:

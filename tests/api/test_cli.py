@@ -6,7 +6,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -48,6 +47,13 @@ def test_the_cli_logs_in_launches_lists_reads_logs_and_stops_an_app(api_hub, tok
     assert page.status_code == 200, page.text[:300]
     assert "cli" in api_hub.servers("alice")
     assert api_hub.servers("alice")["cli"]["user_options"]["choices"] == {"size": "large"}
+
+    # The app's log: the request just made, as the app wrote it.
+    r = tycho(tmp_path, "logs", "cli", "--tail", "1")
+    assert r.returncode == 0, r
+    assert len(r.stdout.splitlines()) == 1 and '"GET ' in r.stdout and '" 200 ' in r.stdout, r
+    r = tycho(tmp_path, "logs", "cli", "--container", "nope")
+    assert r.returncode == 1 and "no container 'nope'" in r.stderr, r
 
     r = tycho(tmp_path, "apps")
     assert r.returncode == 0, r

@@ -26,7 +26,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.log import app_log
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 
 from ..catalog_files import load_catalog
 from ..errors import CatalogError, OptionsError, SpecError
@@ -539,7 +539,24 @@ def main(argv: Optional[list] = None) -> None:
     server = HTTPServer(app, ssl_options=ssl, xheaders=True)
     server.listen(url.port or DEFAULT_PORT, "" if url.hostname in (None, "0.0.0.0") else url.hostname)
     app_log.info("Tycho API at %s%s (namespace %s)", url.geturl().rstrip("/"), prefix, settings.namespace)
+    _exit_with_the_hub(IOLoop.current())
     IOLoop.current().start()
+
+
+def _exit_with_the_hub(loop) -> None:
+    """Stop when the hub that started this service is gone (killed, not stopped: a stopping hub
+    stops its services itself). JupyterHub starts a managed service in a session of its own, so
+    nothing else ends it; left running, it would hold its port against the next hub's service."""
+    from tornado.ioloop import PeriodicCallback
+
+    parent = os.getppid()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            app_log.info("the hub that started this service is gone: exiting")
+            loop.stop()
+
+    PeriodicCallback(check, 1000).start()
 
 
 if __name__ == "__main__":
