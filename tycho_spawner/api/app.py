@@ -540,7 +540,22 @@ def main(argv: Optional[list] = None) -> None:
     server.listen(url.port or DEFAULT_PORT, "" if url.hostname in (None, "0.0.0.0") else url.hostname)
     app_log.info("Tycho API at %s%s (namespace %s)", url.geturl().rstrip("/"), prefix, settings.namespace)
     _exit_with_the_hub(IOLoop.current())
+    _stop_on_signals(IOLoop.current())
     IOLoop.current().start()
+    app_log.info("Tycho API stopped")
+
+
+def _stop_on_signals(loop) -> None:
+    """A hub stops its managed services with SIGINT (then SIGTERM): stop serving and exit 0,
+    without the KeyboardInterrupt traceback that would land in the hub's log."""
+    import signal
+
+    def stop(signum: int) -> None:
+        app_log.info("stopping (signal %s)", signal.Signals(signum).name)
+        loop.stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.asyncio_loop.add_signal_handler(signum, stop, signum)
 
 
 def _exit_with_the_hub(loop) -> None:
