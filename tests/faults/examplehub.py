@@ -50,6 +50,9 @@ class ExampleHub:
             "TYCHO_HUB_IP": address,
             "TYCHO_DATA_DIR": str(workdir),
             "TYCHO_BIND_URL": self.url,
+            # The Tycho API service of this hub (kept across its restarts): a port of its own,
+            # so that hubs of other test sessions on this host do not collide.
+            "TYCHO_API_PORT": str(free_port()),
         }
         self.log_path = workdir / "jupyterhub.log"
         self.proc: subprocess.Popen | None = None

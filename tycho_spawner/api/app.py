@@ -537,7 +537,7 @@ def main(argv: Optional[list] = None) -> None:
         ssl = make_ssl_context(os.environ["JUPYTERHUB_SSL_KEYFILE"], os.environ["JUPYTERHUB_SSL_CERTFILE"],
                                cafile=os.environ.get("JUPYTERHUB_SSL_CLIENT_CA"), purpose=__import__("ssl").Purpose.CLIENT_AUTH)
     server = HTTPServer(app, ssl_options=ssl, xheaders=True)
-    server.listen(url.port or DEFAULT_PORT, "" if url.hostname in (None, "0.0.0.0") else url.hostname)
+    _listen(server, url.port or DEFAULT_PORT, "" if url.hostname in (None, "0.0.0.0") else url.hostname)
     app_log.info("Tycho API at %s%s (namespace %s)", url.geturl().rstrip("/"), prefix, settings.namespace)
     _exit_with_the_hub(IOLoop.current())
     _stop_on_signals(IOLoop.current())
@@ -556,6 +556,27 @@ def _stop_on_signals(loop) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.asyncio_loop.add_signal_handler(signum, stop, signum)
+
+
+#: How long to wait for the port while the previous service (a restarted hub's) lets it go.
+BIND_SECONDS = 15.0
+
+
+def _listen(server, port: int, address: str) -> None:
+    """Listen, waiting a little while the port is taken: when a hub restarts, the service it
+    stopped may still hold it for a moment (a hub starts the new one at once)."""
+    import errno
+    import time
+
+    deadline = time.monotonic() + BIND_SECONDS
+    while True:
+        try:
+            server.listen(port, address)
+            return
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                sys.exit(f"tycho-api: cannot listen on {address or '*'}:{port}: {err.strerror}")
+            time.sleep(0.2)
 
 
 def _exit_with_the_hub(loop) -> None:
