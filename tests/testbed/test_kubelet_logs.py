@@ -14,9 +14,9 @@ from kubernetes import client
 pytestmark = pytest.mark.cluster
 
 
-def _pod(name, script):
+def _pod(name, script, restart="Never"):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2,
+            "spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 2,
                      "containers": [{"name": "main", "image": "busybox:1.36", "command": ["/bin/sh", "-c", script]}]}}
 
 

@@ -11,23 +11,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from .test_kubelet_logs import _pod, _wait
+
 pytestmark = pytest.mark.cluster
-
-
-def _pod(name, script, restart="Never"):
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 2,
-                     "containers": [{"name": "main", "image": "busybox:1.36", "command": ["/bin/sh", "-c", script]}]}}
-
-
-def _wait(core, namespace, name, predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pod = core.read_namespaced_pod(name, namespace)
-        if predicate(pod):
-            return pod
-        time.sleep(0.1)
-    raise AssertionError(f"pod {name} never got there: {pod.status}")
 
 
 def _logs(core, namespace, name, **query) -> str:
