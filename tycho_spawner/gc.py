@@ -74,6 +74,17 @@ def label_value(name: str) -> str:
 # ---------------------------------------------------------------------------------- the hub
 
 
+def service_tls() -> dict:
+    """tornado request options for calling the hub from a hub-managed service: a hub with
+    internal SSL gives its services these files (JupyterHub's service environment)."""
+    return {
+        key: os.environ[var]
+        for key, var in (("client_key", "JUPYTERHUB_SSL_KEYFILE"), ("client_cert", "JUPYTERHUB_SSL_CERTFILE"),
+                         ("ca_certs", "JUPYTERHUB_SSL_CLIENT_CA"))
+        if os.environ.get(var)
+    }
+
+
 class Hub:
     """The few REST API calls gc makes, each failure turned into a GcError sentence."""
 
@@ -83,13 +94,7 @@ class Hub:
         self.api_url = api_url.rstrip("/")
         self._token = token
         self._client = AsyncHTTPClient()
-        # A hub with internal SSL gives its services these (JupyterHub's service environment).
-        self._tls = {
-            key: os.environ[var]
-            for key, var in (("client_key", "JUPYTERHUB_SSL_KEYFILE"), ("client_cert", "JUPYTERHUB_SSL_CERTFILE"),
-                             ("ca_certs", "JUPYTERHUB_SSL_CLIENT_CA"))
-            if os.environ.get(var)
-        }
+        self._tls = service_tls()
 
     async def get(self, path: str, **query) -> tuple[int, object]:
         from tornado.httpclient import HTTPClientError, HTTPRequest

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any, Optional
 from urllib.parse import quote, urlencode
 
+from ..gc import service_tls
 from .errors import ApiError
 
 PAGINATION = "application/jupyterhub-pagination+json"
@@ -48,12 +48,7 @@ class Hub:
         self.api_url = api_url.rstrip("/")
         self._token = token
         self._client = AsyncHTTPClient()
-        self._tls = {
-            key: os.environ[var]
-            for key, var in (("client_key", "JUPYTERHUB_SSL_KEYFILE"), ("client_cert", "JUPYTERHUB_SSL_CERTFILE"),
-                             ("ca_certs", "JUPYTERHUB_SSL_CLIENT_CA"))
-            if os.environ.get(var)
-        }
+        self._tls = service_tls()
 
     async def call(self, method: str, path: str, body: Any = None, **query) -> tuple[int, Any]:
         """(status, parsed JSON or None); the hub unreachable is a 503."""
