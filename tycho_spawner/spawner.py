@@ -632,10 +632,15 @@ class TychoSpawner(KubeSpawner):
         KubeSpawner's own version logs the whole pod, hub token included, on any refusal; here
         Kubernetes' refusal becomes a message for the user (quota, invalid pod, permissions).
         """
-        if self.network_policy_enabled and not self._policy_created:
-            await self._create_network_policy()
-        if self.hub_token_secret and not self._token_secret_created:
-            await self._create_token_secret(pod.metadata.labels)
+        try:
+            # Bounded like the pod's create: a hung API server makes KubeSpawner try again
+            # (up to k8s_api_request_retry_timeout) instead of holding the start until start_timeout.
+            if self.network_policy_enabled and not self._policy_created:
+                await asyncio.wait_for(self._create_network_policy(), request_timeout)
+            if self.hub_token_secret and not self._token_secret_created:
+                await asyncio.wait_for(self._create_token_secret(pod.metadata.labels), request_timeout)
+        except asyncio.TimeoutError:
+            return False
         name = pod.metadata.name
         try:
             created = await asyncio.wait_for(
@@ -841,6 +846,12 @@ class TychoSpawner(KubeSpawner):
             )
             self.log.error("%s: %s Kubernetes said: %s", self._log_name, message, _api_message(err))
             return SpawnException(message, reason="forbidden", status_code=500)
+        if err.status in BUSY_STATUSES:
+            # The API server's own timeout (504), overload (429) or a gateway in front of it
+            # (503): nothing was refused, a later try may work.
+            self.log.error("%s: the cluster's API did not %s in time: %s %s", self._log_name, action,
+                           err.status, _api_message(err))
+            return SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503)
         message = f"Kubernetes refused to {action}: {err.status} {_api_message(err)}"
         self.log.error("%s: %s", self._log_name, message)
         return SpawnException(message, reason="kubernetes", status_code=500)
@@ -932,7 +943,8 @@ class TychoSpawner(KubeSpawner):
 
     async def _remove_when_reachable(self, grace: int, error: object = None) -> None:
         """Remove the server's objects, trying again (0.5-5 s apart, one warning) while the
-        cluster's API is not reachable or does not answer, for as long as a start may take."""
+        cluster's API is not reachable, does not answer or answers "not now" (429, 503, 504),
+        for as long as a start may take."""
         limit = max(self.start_timeout, grace + 30)
         deadline, pause, warned = time.monotonic() + limit, 0.5, error is not None
         while True:
@@ -948,6 +960,10 @@ class TychoSpawner(KubeSpawner):
                 error = err
             except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
                 error = str(err) or "the cluster's API did not answer"
+            except SpawnException as err:
+                if err.reason != "kubernetes-busy":  # a refusal (403...): trying again changes nothing
+                    raise
+                error = err.message
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.log.error("%s: pod %s not deleted within %s s (%s); this server's next start replaces "
@@ -1160,6 +1176,13 @@ def _check_at_hub_start() -> None:
 
 #: What a user is told when the hub cannot talk to Kubernetes at all (a 503: it is temporary).
 UNREACHABLE_MESSAGE = "The cluster's API is not reachable; try again in a minute."
+
+#: What a user is told when the API server answers that it could not do the request in time
+#: (its own timeout, overload, a gateway in front of it): a 503, as it is temporary too.
+BUSY_MESSAGE = "The cluster's API did not answer in time; try again in a minute."
+
+#: Answers of the API server that say "not now" rather than "no".
+BUSY_STATUSES = frozenset({429, 503, 504})
 
 #: What the API server not being reachable at all raises (refused, reset, closed), rather than
 #: an answer: aiohttp's connection errors are no ApiException.
