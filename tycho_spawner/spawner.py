@@ -632,15 +632,13 @@ class TychoSpawner(KubeSpawner):
         KubeSpawner's own version logs the whole pod, hub token included, on any refusal; here
         Kubernetes' refusal becomes a message for the user (quota, invalid pod, permissions).
         """
-        try:
-            # Bounded like the pod's create: a hung API server makes KubeSpawner try again
-            # (up to k8s_api_request_retry_timeout) instead of holding the start until start_timeout.
-            if self.network_policy_enabled and not self._policy_created:
-                await asyncio.wait_for(self._create_network_policy(), request_timeout)
-            if self.hub_token_secret and not self._token_secret_created:
-                await asyncio.wait_for(self._create_token_secret(pod.metadata.labels), request_timeout)
-        except asyncio.TimeoutError:
-            return False
+        companions = []
+        if self.network_policy_enabled and not self._policy_created:
+            companions.append(self._create_network_policy())
+        if self.hub_token_secret and not self._token_secret_created:
+            companions.append(self._create_token_secret(pod.metadata.labels))
+        if companions:
+            await self._create_companions(companions)
         name = pod.metadata.name
         try:
             created = await asyncio.wait_for(
@@ -666,6 +664,34 @@ class TychoSpawner(KubeSpawner):
         if self.hub_token_secret and self._created_uid:
             await self._own_token_secret(name, self._created_uid)
         return True
+
+    async def _create_companions(self, creates: list) -> None:
+        """Create the pod's NetworkPolicy and token Secret side by side (neither needs the
+        other; the pod needs both), within k8s_api_request_retry_timeout.
+
+        Bounded: a hung API server (no answer, no refusal) held the start until start_timeout.
+        Not by each request's k8s_api_request_timeout, as the pod's create is: in a burst a
+        loaded API server answers after it, and a retry is a 409, a delete and a create more.
+        If one fails, the other is cancelled and awaited, so that nothing is created after the
+        failed start's cleanup.
+        """
+        tasks = [asyncio.ensure_future(create) for create in creates]
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=self.k8s_api_request_retry_timeout,
+                                               return_when=asyncio.FIRST_EXCEPTION)
+            failed = [task for task in done if task.exception() is not None]
+            if failed:
+                raise failed[0].exception()
+            if pending:
+                raise TimeoutError(f"the cluster's API did not create the server's NetworkPolicy and Secret "
+                                   f"within {self.k8s_api_request_retry_timeout} s")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            for task in tasks:  # consumed: asyncio would log the ones no one read
+                if not task.cancelled():
+                    task.exception()
 
     @property
     def _token_secret_name(self) -> str:
