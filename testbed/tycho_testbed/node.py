@@ -867,9 +867,13 @@ class PodWorker(threading.Thread):
             return (meta.get(m.group(1)) or {}).get(m.group(2), "")
         raise ConfigError(f"unsupported fieldRef {path!r}")
 
-    def _keyed(self, kind: str, ref: dict) -> Optional[str]:
+    def _keyed(self, kind: str, ref: dict, read: dict) -> Optional[str]:
+        """``read``: what this container's start has read already, by kind and name (as a
+        kubelet, one read per Secret or ConfigMap, however many variables name it)."""
         name, key, optional = ref.get("name"), ref.get("key"), ref.get("optional", False)
-        data = self.agent.read_keyed(kind, self.namespace, name)
+        if (kind, name) not in read:
+            read[kind, name] = self.agent.read_keyed(kind, self.namespace, name)
+        data = read[kind, name]
         if data is None:
             if optional:
                 return None
@@ -885,6 +889,7 @@ class PodWorker(threading.Thread):
         container's envFrom and env, each over the ones before (as a kubelet: a container's own
         variable wins over a Service's, and a $(VAR) reference sees both)."""
         env = {"PATH": pod_path(), "HOSTNAME": pod_hostname(self.pod)}
+        read: dict = {}
         env.update(dict(entry.env))
         env.update(service_environment(self.agent.services.services(), self.namespace,
                                        self.pod["spec"].get("enableServiceLinks", True) is not False))
@@ -905,11 +910,11 @@ class PodWorker(threading.Thread):
                 if "fieldRef" in vf:
                     env[name] = self._field(vf["fieldRef"]["fieldPath"])
                 elif "secretKeyRef" in vf:
-                    value = self._keyed("Secret", vf["secretKeyRef"])
+                    value = self._keyed("Secret", vf["secretKeyRef"], read)
                     if value is not None:
                         env[name] = value
                 elif "configMapKeyRef" in vf:
-                    value = self._keyed("ConfigMap", vf["configMapKeyRef"])
+                    value = self._keyed("ConfigMap", vf["configMapKeyRef"], read)
                     if value is not None:
                         env[name] = value
                 elif "resourceFieldRef" in vf:
@@ -1189,7 +1194,9 @@ class NodeAgent:
         from kubernetes.client.rest import ApiException
 
         try:
-            return self.api.sanitize_for_serialization(self.call(fn, *args))
+            # The JSON as served: building the client's model objects and back cost more CPU
+            # than the request itself.
+            return json.loads(self.call(fn, *args, _preload_content=False).data)
         except ApiException as err:
             if err.status == 404:
                 return None
