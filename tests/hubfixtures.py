@@ -127,6 +127,8 @@ async def hub(kube_env, node_agent, hub_namespace, tmp_path_factory):
         },
         "needs-secret": {"display_name": "Reads a Secret",
                          "system": _echo_system(env={"DB_PASSWORD": {"secret": "tycho-test-db", "key": "password"}})},
+        "mounts-settings": {"display_name": "Mounts a ConfigMap", "system": _echo_system(
+            volumes={"settings": {"config_map": "tycho-test-settings"}}, mounts={"settings": "/etc/site"})},
         "shared-data": {"display_name": "A shared dataset, and a folder of one claim per user", "system": _echo_system(
             volumes={"dataset": {"claim": "tycho-shared-data", "read_only": True},
                      "mine": {"claim": "tycho-shared-data", "sub_path": "people/{username}"}},

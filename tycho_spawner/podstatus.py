@@ -29,6 +29,10 @@ PENDING, READY, FAILED, MISSING = "pending", "ready", "failed", "missing"
 #: Reason of a pending verdict whose pod waits for its storage claims to be bound: only the
 #: claims' own events say whether that will happen (see :func:`claim_verdict`).
 UNBOUND_CLAIM = "UnboundClaim"
+#: Reason of a pending verdict whose pod is on a node where none of its containers runs yet:
+#: the kubelet mounts volumes and pulls images. Whether a mount can ever work is only in the
+#: pod's events (see :func:`mount_verdict`).
+CONTAINERS_NOT_STARTED = "ContainersNotStarted"
 #: The in-tree controller that binds and provisions claims; its failures do not heal by waiting
 #: (a StorageClass that does not exist), while external provisioners retry theirs.
 _PV_CONTROLLER = "persistentvolume-controller"
@@ -229,7 +233,34 @@ def assess(
         if not_ready:
             return Verdict(PENDING, f"waiting for {', '.join(not_ready)} to answer")
     node = (pod.get("spec") or {}).get("nodeName")
-    return Verdict(PENDING, f"starting containers on {node}" if node else "starting containers")
+    return Verdict(PENDING, f"starting containers on {node}" if node else "starting containers", CONTAINERS_NOT_STARTED)
+
+
+#: A kubelet's FailedMount event for a configMap or secret volume whose object does not exist
+#: (its wording from 1.20 to now: `MountVolume.SetUp failed for volume "V" : configmap "N" not found`).
+_MISSING_SOURCE = re.compile(
+    r'MountVolume\.SetUp failed for volume "(?P<volume>[^"]*)" : (?P<kind>configmap|secret) "(?P<name>[^"]*)" not found'
+)
+
+
+def mount_verdict(events: Iterable[dict]) -> Optional[Verdict]:
+    """A failed verdict if the pod's events (as the client's dicts) say that one of its volumes
+    comes from a ConfigMap or Secret that does not exist; else None.
+
+    A kubelet keeps retrying such a mount (the object may be created later) and the pod waits
+    in ContainerCreating, where the same missing object named by an environment variable is
+    CreateContainerConfigError at once; without this a user waits the whole start timeout
+    for what the first event already said.
+    """
+    for event in events:
+        if event.get("reason") != "FailedMount":
+            continue
+        found = _MISSING_SOURCE.search(event.get("message") or "")
+        if found:
+            kind = "ConfigMap" if found["kind"] == "configmap" else "Secret"
+            return Verdict(FAILED, f"the {kind} {found['name']!r} of volume {found['volume']!r} does not exist",
+                           "FailedMount", event.get("message") or "")
+    return None
 
 
 def claim_verdict(name: str, events: Iterable[dict]) -> Verdict:

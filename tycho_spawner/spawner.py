@@ -67,6 +67,9 @@ INTERNAL_CERTS_VOLUME = "jupyterhub-internal-certs"
 _FORBIDDEN_ACTION = re.compile(r'cannot (\w+) resource "([\w.]+)"')
 #: How often a start waiting for a user's claim looks at it again (claims change unwatched).
 CLAIM_CHECK_SECONDS = 1.0
+#: How long a pod may sit on its node with no container started before a start reads its
+#: events for a volume that cannot be mounted (then twice as long each time, up to 16 s).
+MOUNT_CHECK_SECONDS = 1.0
 #: The variables JupyterHub puts the server's API token in, and its key in the server's Secret.
 TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 TOKEN_KEY = "token"
@@ -254,6 +257,11 @@ class TychoSpawner(KubeSpawner):
         help="""
         Container waiting reasons that end a start at once, with Kubernetes' message shown to
         the user, instead of waiting for `start_timeout`.
+
+        `CreateContainerConfigError` (a Secret or ConfigMap an environment variable names does
+        not exist) also covers a volume from a Secret or ConfigMap that does not exist: the
+        kubelet reports that only in FailedMount events, read when a pod has been on its node
+        for a second with no container started.
         """,
     )
 
@@ -782,12 +790,24 @@ class TychoSpawner(KubeSpawner):
 
     async def _wait_until_ready(self) -> bool:
         last = None
+        mounts_check_at, mounts_pause = None, MOUNT_CHECK_SECONDS
         while True:
             verdict = podstatus.assess(self._starting_pod(), self.fatal_waiting_reasons, self.unschedulable_is_fatal)
             recheck = None
             if verdict.reason == podstatus.UNBOUND_CLAIM:
                 verdict = await self._claims_verdict(verdict)
                 recheck = CLAIM_CHECK_SECONDS
+            elif verdict.reason == podstatus.CONTAINERS_NOT_STARTED and "CreateContainerConfigError" in self.fatal_waiting_reasons:
+                # Still no container after a moment: read the pod's events for a volume that
+                # cannot be mounted, 1, 2, 4... 16 s apart (an image pull takes this path too).
+                now = time.monotonic()
+                if mounts_check_at is None:
+                    mounts_check_at = now + mounts_pause
+                elif now >= mounts_check_at:
+                    verdict = await self._mounts_verdict(verdict)
+                    mounts_pause = min(2 * mounts_pause, 16)
+                    mounts_check_at = now + mounts_pause
+                recheck = max(0.01, mounts_check_at - now)
             if verdict.state == podstatus.READY:
                 return True
             if verdict.state == podstatus.FAILED:
@@ -809,6 +829,17 @@ class TychoSpawner(KubeSpawner):
                     status_code=500,
                 )
             await self._changed(min(remaining, recheck) if recheck else remaining)
+
+    async def _mounts_verdict(self, waiting: podstatus.Verdict) -> podstatus.Verdict:
+        """The kubelet does not start the containers: say why if a volume's ConfigMap or Secret
+        does not exist (its FailedMount events; the pod itself only says ContainerCreating)."""
+        uid = _uid(self._starting_pod())
+        try:
+            events = await self.api.list_namespaced_event(self.namespace, field_selector=f"involvedObject.uid={uid}")
+        except ApiException as err:
+            self.log.debug("%s: cannot read the events of pod %s: %s", self._log_name, self._pod_key, err.reason)
+            return waiting
+        return podstatus.mount_verdict(e.to_dict() for e in events.items) or waiting
 
     async def _claims_verdict(self, waiting: podstatus.Verdict) -> podstatus.Verdict:
         """The scheduler waits for the pod's claims: say whether they are coming, and if not why."""

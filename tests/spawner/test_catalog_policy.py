@@ -7,7 +7,8 @@
   tainted), the others never do; asking more GPUs than any node has fails within seconds with
   the scheduler's reason in words.
 - Secrets: a start whose Secret is missing fails within seconds naming it; once the Secret
-  exists the app reads its value (which never passed the hub).
+  exists the app reads its value (which never passed the hub). The same for a volume from a
+  ConfigMap, which a kubelet reports only in FailedMount events.
 - A typed image outside the admin's pattern is a 400 before anything exists.
 """
 from __future__ import annotations
@@ -160,6 +161,34 @@ async def test_a_missing_secret_fails_naming_it_and_once_made_the_app_reads_it(h
         await _halt(hub, user)
     finally:
         core.delete_namespaced_secret("tycho-test-db", hub_namespace)
+
+
+async def test_a_volume_from_a_missing_config_map_fails_naming_it_and_once_made_the_app_reads_it(
+        hub, control_plane, hub_namespace):
+    user = await _new_user(hub, "settings-user")
+    spawner = user.spawners[""]
+    began = time.monotonic()
+    r = await _start(hub, user.name, "", {"profile": "mounts-settings"})
+    message = await _failure(hub, user, r)
+    elapsed = time.monotonic() - began
+    # The kubelet only says so in FailedMount events (the pod waits in ContainerCreating).
+    assert "ConfigMap 'tycho-test-settings' of volume 'settings' does not exist" in message, message
+    assert elapsed < 15, elapsed  # start_timeout is 120 s
+    assert await _wait_gone(control_plane, hub, spawner) == []
+
+    core = client.CoreV1Api(control_plane.api_client())
+    core.create_namespaced_config_map(hub_namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="tycho-test-settings"), data={"motd": "welcome to the course"}))
+    try:
+        r = await _start(hub, user.name, "", {"profile": "mounts-settings"})
+        assert r.status_code in (201, 202), r.text
+        spawner = await wait_for_spawn(hub, user, "")
+        url = public_host(hub) + spawner.server.base_url + "?read=/etc/site/motd"
+        answer = await asyncio.to_thread(requests.get, url, timeout=30)
+        assert "welcome to the course" in answer.text, answer.text
+        await _halt(hub, user)
+    finally:
+        core.delete_namespaced_config_map("tycho-test-settings", hub_namespace)
 
 
 async def test_a_typed_image_outside_the_pattern_is_refused_before_anything_exists(hub, control_plane):

@@ -10,6 +10,7 @@ import copy
 import pytest
 
 from tycho_spawner.podstatus import (
+    CONTAINERS_NOT_STARTED,
     DEFAULT_FATAL_REASONS,
     FAILED,
     MISSING,
@@ -21,6 +22,7 @@ from tycho_spawner.podstatus import (
     assess,
     claim_verdict,
     exit_status,
+    mount_verdict,
     scheduler_words,
 )
 
@@ -225,6 +227,7 @@ def test_ordinary_waiting_reasons_keep_waiting(reason):
     verdict = assess(p)
     assert verdict.state == PENDING
     assert verdict.message == "starting containers on node-1"
+    assert verdict.reason == CONTAINERS_NOT_STARTED  # the spawner then reads the pod's events
     assert exit_status(p) is None
 
 
@@ -507,3 +510,27 @@ def test_age_is_read_from_the_creation_timestamp():
     assert age_seconds({"metadata": {"creationTimestamp": "2026-12-01T00:02:00Z"}}, now) == 0  # clock skew
     assert age_seconds({"metadata": {}}, now) == 0
     assert age_seconds(None, now) == 0
+
+
+# --------------------------------------------------------------------------- volumes a kubelet cannot mount
+
+
+@pytest.mark.parametrize("kind, source, word", [("configmap", "site-settings", "ConfigMap"),
+                                                ("secret", "tycho-test-db", "Secret")])
+def test_a_volume_from_a_missing_config_map_or_secret_fails_naming_it(kind, source, word):
+    kubelet = f'MountVolume.SetUp failed for volume "settings" : {kind} "{source}" not found'
+    verdict = mount_verdict([_event("Scheduled", "assigned jhub/jupyter-alice to node-1", component="default-scheduler"),
+                             _event("FailedMount", kubelet, "Warning", component="kubelet")])
+    assert verdict == Verdict(FAILED, f"the {word} {source!r} of volume 'settings' does not exist", "FailedMount", kubelet)
+
+
+@pytest.mark.parametrize("message", [
+    # a claim's volume not attached yet, a timeout: the kubelet's retries may work
+    'Unable to attach or mount volumes: unmounted volumes=[home], unattached volumes=[home]: timed out waiting for the condition',
+    'MountVolume.SetUp failed for volume "home" : mount failed: exit status 32',
+    # a key missing from an existing object is another message (and not this check's business)
+    'MountVolume.SetUp failed for volume "settings" : configmap references non-existent config key: x',
+])
+def test_other_mount_failures_are_waited_for(message):
+    assert mount_verdict([_event("FailedMount", message, "Warning", component="kubelet")]) is None
+    assert mount_verdict([]) is None
