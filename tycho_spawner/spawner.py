@@ -603,11 +603,18 @@ class TychoSpawner(KubeSpawner):
         except BaseException as err:
             # Whatever went wrong, leave nothing behind: the user's next try starts clean.
             self._start_failed = True
+            if isinstance(err, SpawnException) and err.reason == "kubernetes-busy":
+                self.log.error("%s: %s", self._log_name, err.log_message)
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
             try:
                 await asyncio.shield(self._remove_objects(grace_seconds=0))
             except UNREACHABLE_ERRORS as cleanup_err:
                 self._remove_later(cleanup_err)
+            except SpawnException as cleanup_err:
+                if cleanup_err.reason != "kubernetes-busy":
+                    self.log.error("%s: cleanup after a failed start failed: %s", self._log_name, cleanup_err.log_message)
+                else:
+                    self._remove_later(cleanup_err.log_message)
             except Exception:
                 self.log.exception("%s: cleanup after a failed start failed", self._log_name)
             raise self._start_failure(err) from None
@@ -905,10 +912,10 @@ class TychoSpawner(KubeSpawner):
             return SpawnException(message, reason="forbidden", status_code=500)
         if err.status in BUSY_STATUSES:
             # The API server's own timeout (504), overload (429) or a gateway in front of it
-            # (503): nothing was refused, a later try may work.
-            self.log.error("%s: the cluster's API did not %s in time: %s %s", self._log_name, action,
-                           err.status, _api_message(err))
-            return SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503)
+            # (503): nothing was refused, a later try may work. Logged by whoever gives up (a
+            # failed start, once) or tries again (a stop, one warning): not once per try.
+            detail = f"the cluster's API did not {action} in time: {err.status} {_api_message(err)}"
+            return SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503, log_message=detail)
         message = f"Kubernetes refused to {action}: {err.status} {_api_message(err)}"
         self.log.error("%s: %s", self._log_name, message)
         return SpawnException(message, reason="kubernetes", status_code=500)
@@ -972,6 +979,10 @@ class TychoSpawner(KubeSpawner):
                 await asyncio.wait_for(self._remove_objects(grace_seconds=grace), max(self.start_timeout, grace + 30))
             except UNREACHABLE_ERRORS as err:
                 self._remove_later(err)
+            except SpawnException as err:
+                if err.reason != "kubernetes-busy":
+                    raise
+                self._remove_later(err.log_message)
             except (asyncio.TimeoutError, TimeoutError) as err:
                 self.log.error("%s: pod %s not deleted in time (%s); this server's next start replaces it, "
                                "tycho gc removes it otherwise", self._log_name, self._pod_key, err)
@@ -981,12 +992,12 @@ class TychoSpawner(KubeSpawner):
         # until it answers, for as long as a start may take (the server shows "pending stop").
         await self._remove_when_reachable(grace)
 
-    def _remove_later(self, err: BaseException) -> None:
+    def _remove_later(self, err: object) -> None:
         """A failed start's cleanup met an absent API server: the user is answered now, and its
         objects (a pod whose create the API server took just before it went away, a
         NetworkPolicy, a token Secret) are removed once it answers again, not left running."""
-        self.log.warning("%s: the failed start's objects are not removed yet: the cluster's API is not "
-                         "reachable (%s); removing them once it answers", self._log_name, err)
+        self.log.warning("%s: the failed start's objects are not removed yet: the cluster's API is not reachable "
+                         "or did not answer (%s); removing them once it answers", self._log_name, err)
         key, removals = self._pod_key, self._removals_later
         removal = removals[key] = asyncio.ensure_future(self._remove_when_reachable(0, error=err))
         removal.add_done_callback(lambda done: removals.pop(key) if removals.get(key) is done else None)
@@ -1020,7 +1031,11 @@ class TychoSpawner(KubeSpawner):
             except SpawnException as err:
                 if err.reason != "kubernetes-busy":  # a refusal (403...): trying again changes nothing
                     raise
-                error = err.message
+                if not warned:
+                    self.log.warning("%s: pod %s not deleted yet: %s; trying again for up to %s s",
+                                     self._log_name, self._pod_key, err.log_message, limit)
+                    warned = True
+                error = err.log_message
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.log.error("%s: pod %s not deleted within %s s (%s); this server's next start replaces "

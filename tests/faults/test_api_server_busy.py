@@ -129,4 +129,8 @@ def test_a_stop_the_api_server_answers_not_now_waits_pending_then_removes_the_po
     assert answer.value().status_code in (202, 204)
     logged = hub.log_path.read_text(errors="replace")[before:]
     assert f"pod {kube_namespace}/{pod} deleted once the cluster's API answered" in logged, logged
+    # One warning for the whole wait, not a line per try.
+    assert logged.count(f"pod {kube_namespace}/{pod} not deleted yet: the cluster's API did not delete pods "
+                        "in time: 503") == 1, logged
+    assert "[E " not in logged, logged
     _no_traceback(hub)
