@@ -243,6 +243,18 @@ _MISSING_SOURCE = re.compile(
 )
 
 
+def mounts_objects(pod: Optional[dict]) -> bool:
+    """Whether the pod has a volume from a ConfigMap or Secret (whose absence only events tell).
+
+    Not projected volumes: every pod of a cluster that mounts service account tokens has one
+    (kube-api-access-*), and :func:`mount_verdict` does not read their failures.
+    """
+    for volume in ((pod or {}).get("spec") or {}).get("volumes") or ():
+        if volume.get("configMap") or volume.get("secret"):
+            return True
+    return False
+
+
 def mount_verdict(events: Iterable[dict]) -> Optional[Verdict]:
     """A failed verdict if the pod's events (as the client's dicts) say that one of its volumes
     comes from a ConfigMap or Secret that does not exist; else None.

@@ -804,9 +804,12 @@ class TychoSpawner(KubeSpawner):
             if verdict.reason == podstatus.UNBOUND_CLAIM:
                 verdict = await self._claims_verdict(verdict)
                 recheck = CLAIM_CHECK_SECONDS
-            elif verdict.reason == podstatus.CONTAINERS_NOT_STARTED and "CreateContainerConfigError" in self.fatal_waiting_reasons:
+            elif (verdict.reason == podstatus.CONTAINERS_NOT_STARTED and podstatus.mounts_objects(self._starting_pod())
+                  and "CreateContainerConfigError" in self.fatal_waiting_reasons):
                 # Still no container after a moment: read the pod's events for a volume that
                 # cannot be mounted, 1, 2, 4... 16 s apart (an image pull takes this path too).
+                # Only for pods with such volumes: listing events is costly for the API server
+                # (a scan of the namespace's), which a burst of plain servers must not pay.
                 now = time.monotonic()
                 if mounts_check_at is None:
                     mounts_check_at = now + mounts_pause

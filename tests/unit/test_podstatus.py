@@ -23,6 +23,7 @@ from tycho_spawner.podstatus import (
     claim_verdict,
     exit_status,
     mount_verdict,
+    mounts_objects,
     scheduler_words,
 )
 
@@ -534,3 +535,16 @@ def test_a_volume_from_a_missing_config_map_or_secret_fails_naming_it(kind, sour
 def test_other_mount_failures_are_waited_for(message):
     assert mount_verdict([_event("FailedMount", message, "Warning", component="kubelet")]) is None
     assert mount_verdict([]) is None
+
+
+def test_only_pods_with_config_map_or_secret_volumes_have_their_events_read():
+    plain = pod(conditions=[SCHEDULED])
+    plain["spec"]["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}]
+    assert not mounts_objects(plain) and not mounts_objects(None)
+    token = {"name": "kube-api-access-x1", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    plain["spec"]["volumes"].append(token)  # what a cluster adds to every pod that mounts a token
+    assert not mounts_objects(plain)
+    for source in ({"configMap": {"name": "site"}}, {"secret": {"secretName": "db"}}):
+        mounting = copy.deepcopy(plain)
+        mounting["spec"]["volumes"].append({"name": "extra", **source})
+        assert mounts_objects(mounting), source
