@@ -698,8 +698,8 @@ class TychoSpawner(KubeSpawner):
             if failed:
                 raise failed[0].exception()
             if pending:
-                raise TimeoutError(f"the cluster's API did not create the server's NetworkPolicy and Secret "
-                                   f"within {self.k8s_api_request_retry_timeout} s")
+                raise _busy(f"the cluster's API did not create the server's NetworkPolicy and Secret "
+                            f"within {self.k8s_api_request_retry_timeout} s")
         finally:
             for task in tasks:
                 task.cancel()
@@ -917,8 +917,7 @@ class TychoSpawner(KubeSpawner):
             # The API server's own timeout (504), overload (429) or a gateway in front of it
             # (503): nothing was refused, a later try may work. Logged by whoever gives up (a
             # failed start, once) or tries again (a stop, one warning): not once per try.
-            detail = f"the cluster's API did not {action} in time: {err.status} {_api_message(err)}"
-            return SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503, log_message=detail)
+            return _busy(f"the cluster's API did not {action} in time: {err.status} {_api_message(err)}")
         message = f"Kubernetes refused to {action}: {err.status} {_api_message(err)}"
         self.log.error("%s: %s", self._log_name, message)
         return SpawnException(message, reason="kubernetes", status_code=500)
@@ -1262,6 +1261,18 @@ BUSY_STATUSES = frozenset({429, 503, 504})
 #: What the API server not being reachable at all raises (refused, reset, closed), rather than
 #: an answer: aiohttp's connection errors are no ApiException.
 UNREACHABLE_ERRORS = (ClientConnectionError, ConnectionError)
+
+
+def _busy(detail: str) -> SpawnException:
+    """The cluster's API did not answer in time: the user reads BUSY_MESSAGE (HTTP 503), the
+    log gets ``detail`` (its ``log_message``).
+
+    JupyterHub 6's progress events show an exception's ``jupyterhub_message`` if it has one,
+    else ``str()`` of it, which for its SpawnException is the log message.
+    """
+    err = SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503, log_message=detail)
+    err.jupyterhub_message = BUSY_MESSAGE
+    return err
 
 
 def _api_message(err: ApiException) -> str:
