@@ -598,6 +598,13 @@ class TychoSpawner(KubeSpawner):
         # This start replaces whatever an earlier failed start left; removing it now could
         # delete the pod this start is about to create.
         await self._cancel_removal_later()
+        cleanup = self._cleanups.get(self._pod_key)
+        if cleanup is not None and not cleanup.done():
+            # A start cancelled just before (a stop clicked during it) is still removing its
+            # objects, by name: they are this start's names too. Its deletes going on while
+            # this start creates removed this start's Secret (then "refused to patch secrets: 404").
+            self.log.info("%s: waiting for the previous start's cleanup", self._log_name)
+            await asyncio.wait([cleanup])
         try:
             url = await super()._start()
         except BaseException as err:
@@ -606,17 +613,11 @@ class TychoSpawner(KubeSpawner):
             if isinstance(err, SpawnException) and err.reason == "kubernetes-busy":
                 self.log.error("%s: %s", self._log_name, err.log_message)
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
-            try:
-                await asyncio.shield(self._remove_objects(grace_seconds=0))
-            except UNREACHABLE_ERRORS as cleanup_err:
-                self._remove_later(cleanup_err)
-            except SpawnException as cleanup_err:
-                if cleanup_err.reason != "kubernetes-busy":
-                    self.log.error("%s: cleanup after a failed start failed: %s", self._log_name, cleanup_err.log_message)
-                else:
-                    self._remove_later(cleanup_err.log_message)
-            except Exception:
-                self.log.exception("%s: cleanup after a failed start failed", self._log_name)
+            key, cleanups = self._pod_key, self._cleanups
+            cleanup = cleanups[key] = asyncio.ensure_future(self._clean_up_failed_start())
+            cleanup.add_done_callback(lambda done: cleanups.pop(key) if cleanups.get(key) is done else None)
+            # Shielded: a cancelled start (its task cancelled again) still cleans up, in the background.
+            await asyncio.shield(cleanup)
             raise self._start_failure(err) from None
         finally:
             self._start_deadline = None
@@ -624,6 +625,23 @@ class TychoSpawner(KubeSpawner):
             "%s: pod %s ready in %.0f ms", self._log_name, self._pod_key, (time.perf_counter() - started) * 1000
         )
         return url
+
+    #: Failed starts' cleanups under way, by pod (see _start).
+    _cleanups: ClassVar[dict[str, asyncio.Future]] = {}
+
+    async def _clean_up_failed_start(self) -> None:
+        """Remove a failed start's objects; never raises (logs, or hands the removal to later)."""
+        try:
+            await self._remove_objects(grace_seconds=0)
+        except UNREACHABLE_ERRORS as cleanup_err:
+            self._remove_later(cleanup_err)
+        except SpawnException as cleanup_err:
+            if cleanup_err.reason != "kubernetes-busy":
+                self.log.error("%s: cleanup after a failed start failed: %s", self._log_name, cleanup_err.log_message)
+            else:
+                self._remove_later(cleanup_err.log_message)
+        except Exception:
+            self.log.exception("%s: cleanup after a failed start failed", self._log_name)
 
     def _start_failure(self, err: BaseException) -> BaseException:
         """What a failed start tells the user: Kubernetes' refusal in words, not a traceback."""
