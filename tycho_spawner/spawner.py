@@ -611,7 +611,7 @@ class TychoSpawner(KubeSpawner):
             # Whatever went wrong, leave nothing behind: the user's next try starts clean.
             self._start_failed = True
             if isinstance(err, SpawnException) and err.reason == "kubernetes-busy":
-                self.log.error("%s: %s", self._log_name, err.log_message)
+                self.log.error("%s: %s", self._log_name, err.detail)
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
             key, cleanups = self._pod_key, self._cleanups
             cleanup = cleanups[key] = asyncio.ensure_future(self._clean_up_failed_start())
@@ -639,7 +639,7 @@ class TychoSpawner(KubeSpawner):
             if cleanup_err.reason != "kubernetes-busy":
                 self.log.error("%s: cleanup after a failed start failed: %s", self._log_name, cleanup_err.log_message)
             else:
-                self._remove_later(cleanup_err.log_message)
+                self._remove_later(cleanup_err.detail)
         except Exception:
             self.log.exception("%s: cleanup after a failed start failed", self._log_name)
 
@@ -1002,7 +1002,7 @@ class TychoSpawner(KubeSpawner):
             except SpawnException as err:
                 if err.reason != "kubernetes-busy":
                     raise
-                self._remove_later(err.log_message)
+                self._remove_later(err.detail)
             except (asyncio.TimeoutError, TimeoutError) as err:
                 self.log.error("%s: pod %s not deleted in time (%s); this server's next start replaces it, "
                                "tycho gc removes it otherwise", self._log_name, self._pod_key, err)
@@ -1053,9 +1053,9 @@ class TychoSpawner(KubeSpawner):
                     raise
                 if not warned:
                     self.log.warning("%s: pod %s not deleted yet: %s; trying again for up to %s s",
-                                     self._log_name, self._pod_key, err.log_message, limit)
+                                     self._log_name, self._pod_key, err.detail, limit)
                     warned = True
-                error = err.log_message
+                error = err.detail
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.log.error("%s: pod %s not deleted within %s s (%s); this server's next start replaces "
@@ -1283,13 +1283,15 @@ UNREACHABLE_ERRORS = (ClientConnectionError, ConnectionError)
 
 def _busy(detail: str) -> SpawnException:
     """The cluster's API did not answer in time: the user reads BUSY_MESSAGE (HTTP 503), the
-    log gets ``detail`` (its ``log_message``).
+    log gets ``detail`` (the exception's ``detail``).
 
     JupyterHub 6's progress events show an exception's ``jupyterhub_message`` if it has one,
     else ``str()`` of it, which for its SpawnException is the log message.
     """
-    err = SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503, log_message=detail)
+    err = SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503)
     err.jupyterhub_message = BUSY_MESSAGE
+    # Not the log_message: JupyterHub 5 answers a start's POST with that.
+    err.detail = detail
     return err
 
 
