@@ -610,7 +610,7 @@ class TychoSpawner(KubeSpawner):
         except BaseException as err:
             # Whatever went wrong, leave nothing behind: the user's next try starts clean.
             self._start_failed = True
-            if isinstance(err, SpawnException) and err.reason == "kubernetes-busy":
+            if isinstance(err, SpawnException) and err.reason == BUSY_REASON:
                 self.log.error("%s: %s", self._log_name, err.detail)
             self.log.info("%s: start failed (%s), removing its objects", self._log_name, type(err).__name__)
             key, cleanups = self._pod_key, self._cleanups
@@ -636,7 +636,7 @@ class TychoSpawner(KubeSpawner):
         except UNREACHABLE_ERRORS as cleanup_err:
             self._remove_later(cleanup_err)
         except SpawnException as cleanup_err:
-            if cleanup_err.reason != "kubernetes-busy":
+            if cleanup_err.reason != BUSY_REASON:
                 self.log.error("%s: cleanup after a failed start failed: %s", self._log_name, cleanup_err.log_message)
             else:
                 self._remove_later(cleanup_err.detail)
@@ -1000,7 +1000,7 @@ class TychoSpawner(KubeSpawner):
             except UNREACHABLE_ERRORS as err:
                 self._remove_later(err)
             except SpawnException as err:
-                if err.reason != "kubernetes-busy":
+                if err.reason != BUSY_REASON:
                     raise
                 self._remove_later(err.detail)
             except (asyncio.TimeoutError, TimeoutError) as err:
@@ -1049,7 +1049,7 @@ class TychoSpawner(KubeSpawner):
             except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
                 error = str(err) or "the cluster's API did not answer"
             except SpawnException as err:
-                if err.reason != "kubernetes-busy":  # a refusal (403...): trying again changes nothing
+                if err.reason != BUSY_REASON:  # a refusal (403...): trying again changes nothing
                     raise
                 if not warned:
                     self.log.warning("%s: pod %s not deleted yet: %s; trying again for up to %s s",
@@ -1273,6 +1273,10 @@ UNREACHABLE_MESSAGE = "The cluster's API is not reachable; try again in a minute
 #: (its own timeout, overload, a gateway in front of it): a 503, as it is temporary too.
 BUSY_MESSAGE = "The cluster's API did not answer in time; try again in a minute."
 
+#: The SpawnException reason of that answer: a start gives up on it, a stop or a failed
+#: start's cleanup tries again later (see _busy).
+BUSY_REASON = "kubernetes-busy"
+
 #: Answers of the API server that say "not now" rather than "no".
 BUSY_STATUSES = frozenset({429, 503, 504})
 
@@ -1288,7 +1292,7 @@ def _busy(detail: str) -> SpawnException:
     JupyterHub 6's progress events show an exception's ``jupyterhub_message`` if it has one,
     else ``str()`` of it, which for its SpawnException is the log message.
     """
-    err = SpawnException(BUSY_MESSAGE, reason="kubernetes-busy", status_code=503)
+    err = SpawnException(BUSY_MESSAGE, reason=BUSY_REASON, status_code=503)
     err.jupyterhub_message = BUSY_MESSAGE
     # Not the log_message: JupyterHub 5 answers a start's POST with that.
     err.detail = detail
