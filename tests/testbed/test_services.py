@@ -179,6 +179,11 @@ def test_endpoints_follow_readiness_a_pod_not_ready_gets_no_traffic(core, kube_n
     core.delete_namespaced_pod("ready", kube_namespace, grace_period_seconds=1)
     eventually(lambda: [a.target_ref.name for s in core.read_namespaced_endpoints("web", kube_namespace).subsets or []
                         for a in s.addresses or []], [], "the Endpoints once the ready pod is gone")
+    # Until the pod is gone its own network namespace may still answer: a dying server's
+    # kernel refuses too, and once its namespace is removed, kube-proxy's old rule leads nowhere.
+    # Only then is a refusal kube-proxy's own.
+    eventually(lambda: [p.metadata.name for p in core.list_namespaced_pod(kube_namespace).items
+                        if p.metadata.name == "ready"], [], "the ready pod, deleted")
     eventually(lambda: fetch(client_pod, url), {url: "refused"}, "the Service without a ready pod")
     assert [fetch(client_pod, url)[url] for _ in range(3)] == ["refused"] * 3
 
