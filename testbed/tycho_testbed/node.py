@@ -187,6 +187,22 @@ def delete_pod_network(uid: str) -> None:
     sh("ip", "netns", "del", netns_name(uid), check=False)
 
 
+def _api_message(err) -> str:
+    """The API server's own sentence for a refusal (what was invalid), else its HTTP reason."""
+    try:
+        return json.loads(err.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(err.reason)
+
+
+def _refused_field(err) -> Optional[str]:
+    """The field an Invalid (422) answer names first, if any."""
+    try:
+        return json.loads(err.body)["details"]["causes"][0]["field"]
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
 # ------------------------------------------------------------------------------------ pods
 
 
@@ -1023,7 +1039,7 @@ class PodWorker(threading.Thread):
                                                    for c in status["conditions"]]}, sort_keys=True)
         if key == self.last_status:
             return
-        written = self.agent.patch_status(self.namespace, self.name, {"status": status})
+        written = self.agent.patch_status(self.namespace, self.name, self.uid, status)
         if written is not None:
             self.last_status = key
             self.written_conditions = {c["type"]: c["status"] for c in status["conditions"]}
@@ -1154,18 +1170,23 @@ class NodeAgent:
         except Exception as err:  # events are best effort, as for a kubelet
             log.debug("event %s for %s failed: %s", reason, meta["name"], err)
 
-    def patch_status(self, namespace: str, name: str, body: dict) -> Optional[int]:
+    def patch_status(self, namespace: str, name: str, uid: str, status: dict) -> Optional[int]:
         """Write a pod's status; the pod's resourceVersion it made, or None when it must be
         written again (the API server refused it for now). A pod that no longer exists needs no
-        status: 0."""
+        status: 0.
+
+        The write names the pod's uid, as a kubelet's does: a pod deleted and created again under
+        the same name is another pod, and a late write of the first one's status (its address
+        merged into the second's list) must not land on it."""
         from kubernetes.client.rest import ApiException
 
         try:
-            pod = self.call(self.core.patch_namespaced_pod_status, name, namespace, body)
+            pod = self.call(self.core.patch_namespaced_pod_status, name, namespace,
+                            {"metadata": {"uid": uid}, "status": status})
         except ApiException as err:
-            if err.status == 404:
-                return 0
-            log.warning("status of %s/%s: %s", namespace, name, err.reason)
+            if err.status == 404 or _refused_field(err) == "metadata.uid":
+                return 0  # gone, or gone and another pod of its name made since
+            log.warning("status of %s/%s: %s", namespace, name, _api_message(err))
             return None
         return int(pod.metadata.resource_version)
 

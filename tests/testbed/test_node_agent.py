@@ -198,6 +198,38 @@ def test_deletion_sends_sigterm_and_removes_the_pod(core, kube_namespace, node_a
     assert any(r == "Killing" for r, _ in _events(core, kube_namespace, "term"))
 
 
+def test_a_pod_deleted_and_made_again_under_its_name_runs_as_the_new_pod(core, kube_namespace):
+    """KubeSpawner's way after a create that timed out but happened (409): delete the pod at
+    once and create it again. The first pod's worker may still be starting when the second pod
+    arrives; what it writes late must not land on the second (whose status then could never be
+    written again: two addresses), and the second must run."""
+    from kubernetes.client.rest import ApiException
+
+    def gone():
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                core.read_namespaced_pod("twin", kube_namespace)
+            except ApiException as err:
+                assert err.status == 404
+                return
+            assert time.monotonic() < deadline, "the deleted pod was never removed"
+            time.sleep(0.02)
+
+    for pause in (0.0, 0.05, 0.2, 0.5):
+        core.create_namespaced_pod(kube_namespace, _pod("twin", [_sh("main", "sleep 3600")]))
+        time.sleep(pause)
+        core.delete_namespaced_pod("twin", kube_namespace, grace_period_seconds=0)
+        gone()
+        second = core.create_namespaced_pod(kube_namespace, _pod("twin", [_sh("main", "sleep 3600")]))
+        pod = _wait(core, kube_namespace, "twin", lambda p: p.status.phase == "Running" and all(
+            c.ready for c in p.status.container_statuses or []) and p.status.container_statuses)
+        assert pod.metadata.uid == second.metadata.uid
+        assert [a.ip for a in pod.status.pod_ips] == [pod.status.pod_ip]
+        core.delete_namespaced_pod("twin", kube_namespace, grace_period_seconds=0)
+        gone()
+
+
 def test_a_containers_background_children_end_with_it(core, kube_namespace):
     # As a runtime tears down the container's PID namespace, nothing it started survives it,
     # even while the pod itself lives on (restarting the container).
