@@ -28,7 +28,7 @@ from kubernetes import client
 
 from tests.admissionwebhook import RefusingWebhook
 
-from .test_api_server_stopped import Background, _agreed, _no_traceback, _objects, _progress, _start, _works
+from .hubchecks import Background, agreed, no_traceback, objects, progress, start, works
 
 pytestmark = pytest.mark.cluster
 
@@ -50,7 +50,7 @@ def _told(hub, user: str, answer) -> tuple[int, str]:
     """The HTTP status and message a start was answered with: at once, or, when it took
     longer than JupyterHub waits (202), at the end of the spawn page's progress."""
     if answer.status_code in (201, 202):
-        event = _progress(hub, user)
+        event = progress(hub, user)
         return answer.status_code, "ready" if event.get("ready") else event["message"]
     return answer.status_code, answer.json()["message"]
 
@@ -68,7 +68,7 @@ def test_a_start_the_api_server_answers_not_now_is_a_503_in_words_leaves_nothing
     try:
         webhook.install(probe)
         before = len(hub.log_path.read_text(errors="replace"))
-        status, message = _told(hub, user, _start(hub, user))
+        status, message = _told(hub, user, start(hub, user))
         assert webhook.refused("CREATE", f"jupyter-{user}") >= 1, webhook.reviews
         if status == 202:  # the start took longer than JupyterHub waits: told on the progress page
             assert message.endswith(BUSY), (status, message)
@@ -77,14 +77,14 @@ def test_a_start_the_api_server_answers_not_now_is_a_503_in_words_leaves_nothing
         print(f"{code}: the user was told, HTTP {status}: {message}")
         # Nothing left: the failed start removed its NetworkPolicy and Secret before answering.
         assert hub.api("GET", f"users/{user}").json()["servers"] == {}, "the failed start left a server record"
-        assert _objects(control_plane, kube_namespace) == ([], [], []), hub.log_tail()
+        assert objects(control_plane, kube_namespace) == ([], [], []), hub.log_tail()
         logged = hub.log_path.read_text(errors="replace")[before:]
         assert f"the cluster's API did not create pods in time: {code} " in logged, logged
-        _no_traceback(hub)
+        no_traceback(hub)
     finally:
         webhook.remove(probe)
-    _works(hub, control_plane, kube_namespace, user)
-    _no_traceback(hub)
+    works(hub, control_plane, kube_namespace, user)
+    no_traceback(hub)
 
 
 def test_a_stop_the_api_server_answers_not_now_waits_pending_then_removes_the_pod(
@@ -95,8 +95,8 @@ def test_a_stop_the_api_server_answers_not_now_waits_pending_then_removes_the_po
     probe = lambda: core.delete_namespaced_pod(pod, kube_namespace, dry_run="All")  # noqa: E731
     hub.start()
     assert hub.api("POST", f"users/{user}").status_code == 201
-    assert _start(hub, user).status_code in (201, 202)
-    assert _agreed(hub, control_plane, kube_namespace, user)
+    assert start(hub, user).status_code in (201, 202)
+    assert agreed(hub, control_plane, kube_namespace, user)
     webhook = RefusingWebhook(control_plane.api_client(), kube_namespace, ["DELETE"], ["pods"], 503,
                               "the API server is unavailable (the test's admission webhook)")
     try:
@@ -121,7 +121,7 @@ def test_a_stop_the_api_server_answers_not_now_waits_pending_then_removes_the_po
     finally:
         webhook.remove(probe)
     accepted = time.monotonic()
-    assert _agreed(hub, control_plane, kube_namespace, user) is None  # no server, pod, policy, Secret
+    assert agreed(hub, control_plane, kube_namespace, user) is None  # no server, pod, policy, Secret
     took = time.monotonic() - accepted
     assert not core.list_namespaced_pod(kube_namespace, field_selector=f"metadata.name={pod}").items
     print(f"refused {refusals} times; stopped {took:.1f} s after the API server accepted again")
@@ -133,4 +133,4 @@ def test_a_stop_the_api_server_answers_not_now_waits_pending_then_removes_the_po
     assert logged.count(f"pod {kube_namespace}/{pod} not deleted yet: the cluster's API did not delete pods "
                         "in time: 503") == 1, logged
     assert "[E " not in logged, logged
-    _no_traceback(hub)
+    no_traceback(hub)

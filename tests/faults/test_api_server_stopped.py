@@ -22,17 +22,15 @@ survives what").
 """
 from __future__ import annotations
 
-import json
-import re
 import threading
 import time
 
-import jupyterhub
 import pytest
 import requests
 from kubernetes import client, watch
 
 from .examplehub import ExampleHub
+from .hubchecks import SENTENCES, Background, agreed, no_traceback, progress, start, works
 
 pytestmark = pytest.mark.cluster
 
@@ -42,14 +40,6 @@ FROZEN_SECONDS = 35
 FROZEN_STOP_SECONDS = 20
 #: From SIGTERM to SIGKILL; the start again then takes the API server about 5 s.
 DOWN_SECONDS = 3
-#: What a user may be told when a start fails this way (after JupyterHub's "Spawn failed: ").
-SENTENCES = re.compile(
-    r"The cluster's API is not reachable; try again in a minute\."
-    r"|Your server could not be created in time: Could not create (pod|PVC) \S+"
-    r"|The cluster's API did not answer in time; try again in a minute\."  # its own 504, once thawed
-)
-
-
 class ApiServer:
     """The session's shared kube-apiserver, faulted on purpose and always given back whole
     (thawed, running, ready): other tests of the session use it next."""
@@ -105,28 +95,6 @@ def example_hub(tmp_path, control_plane, node_agent, kube_namespace, api_server)
         hub.tear_down()  # before api_server's restore: the hub is killed, not stopped
 
 
-class Background(threading.Thread):
-    """A call in a thread; ``value()`` joins it and returns its result or raises its error."""
-
-    def __init__(self, call):
-        super().__init__(daemon=True)
-        self.call, self.result, self.error = call, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.result = self.call()
-        except BaseException as err:  # raised again by value()
-            self.error = err
-
-    def value(self, timeout: float = 120):
-        self.join(timeout)
-        assert not self.is_alive(), f"{self.call} still running after {timeout} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
 def _when(plane, namespace: str, kind: str, name: str, happened, fault) -> Background:
     """Set off ``fault`` the moment a watch sees the object in the state ``happened`` says."""
     api = client.CoreV1Api(plane.api_client()) if kind == "pod" else client.NetworkingV1Api(plane.api_client())
@@ -144,97 +112,11 @@ def _when(plane, namespace: str, kind: str, name: str, happened, fault) -> Backg
     return Background(watch_then_act)
 
 
-def _progress(hub: ExampleHub, user: str) -> dict:
-    """The last event the user's spawn page gets: ready, or failed with a message."""
-    with requests.get(f"{hub.url}/hub/api/users/{user}/server/progress", stream=True, timeout=(10, 60),
-                      headers={"Authorization": f"token {hub.token}"}) as r:
-        assert r.status_code == 200, r.text
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                if event.get("ready") or event.get("failed"):
-                    return event
-    raise AssertionError("the progress stream ended without an outcome")
-
-
-def _objects(plane, namespace: str) -> tuple[list, list, list]:
-    """Server pods not being deleted, NetworkPolicies, and servers' Secrets in the namespace."""
-    api = plane.api_client()
-    core = client.CoreV1Api(api)
-    pods = [p.metadata.name for p in core.list_namespaced_pod(
-        namespace, label_selector="component=singleuser-server").items if not p.metadata.deletion_timestamp]
-    policies = [p.metadata.name for p in client.NetworkingV1Api(api).list_namespaced_network_policy(namespace).items]
-    secrets = [s.metadata.name for s in core.list_namespaced_secret(
-        namespace, label_selector="component=singleuser-server").items]
-    return pods, policies, secrets
-
-
-def _settled(hub: ExampleHub, user: str, timeout: float = 120) -> dict | None:
-    """The server's model once nothing is pending (None: no server)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        server = hub.api("GET", f"users/{user}").json()["servers"].get("")
-        if server is None or (server["ready"] and not server["pending"]):
-            return server
-        assert time.monotonic() < deadline, f"still pending: {server}\n{hub.log_tail()}"
-        time.sleep(0.3)
-
-
-def _agreed(hub: ExampleHub, plane, namespace: str, user: str) -> dict | None:
-    """Waits until Kubernetes agrees with the hub about the server; returns the hub's model."""
-    deadline = time.monotonic() + 60
-    while True:
-        server = _settled(hub, user)
-        pods, policies, secrets = _objects(plane, namespace)
-        if server and pods == policies == [f"jupyter-{user}"]:
-            return server
-        if not server and pods == policies == secrets == []:
-            return None
-        assert time.monotonic() < deadline, \
-            f"hub says {server}, Kubernetes has pods {pods}, policies {policies}, secrets {secrets}"
-        time.sleep(0.3)
-
-
-#: JupyterHub before 6 (tornado's gen.with_timeout) logs a spawn that fails after
-#: `slow_spawn_timeout` (10 s) as "Exception in Future ... after timeout" with the traceback of the
-#: spawner's exception, for any spawner; JupyterHub 6 does not. Only that report is allowed, and
-#: only when it ends in one of the sentences a user may be told.
-JUPYTERHUB_LATE_FAILURE = re.compile(
-    r"\[E [^\]]* JupyterHub gen:\d+\] Exception in Future <Task finished name='[^']*' "
-    r"coro=<BaseHandler\.spawn_single_user\.<locals>\.finish_user_spawn\(\).*after timeout\n"
-    r"(?P<traceback>(?:    .*\n|\n)+)"
-)
-
-
-def _no_traceback(hub: ExampleHub) -> None:
-    log = hub.log_path.read_text(errors="replace")
-    if jupyterhub.version_info < (6,):
-        for report in JUPYTERHUB_LATE_FAILURE.finditer(log):
-            last = report["traceback"].rstrip().splitlines()[-1].strip()
-            assert last.startswith("tycho_spawner.compat.SpawnException: ") and SENTENCES.search(last), last
-        log = JUPYTERHUB_LATE_FAILURE.sub("", log)
-    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
-
-
-def _start(hub: ExampleHub, user: str) -> requests.Response:
-    return hub.api("POST", f"users/{user}/server", json={"profile": "base"})
-
-
-def _works(hub: ExampleHub, plane, namespace: str, user: str) -> None:
-    """The server starts (or runs), answers through the proxy, and stops leaving nothing."""
-    if _settled(hub, user) is None:
-        assert _start(hub, user).status_code in (201, 202)
-    assert _agreed(hub, plane, namespace, user), hub.log_tail()
-    assert hub.get(f"/user/{user}/api/status").status_code == 200
-    assert hub.api("DELETE", f"users/{user}/server").status_code in (202, 204)
-    assert _agreed(hub, plane, namespace, user) is None
-
-
 def _outcome_in_words(hub: ExampleHub, user: str, answer: requests.Response) -> str:
     """What the user was told: 'ready', or the sentence the start failed with (in the answer
     to the start, or at the end of the spawn page's progress once it took longer)."""
     if answer.status_code in (201, 202):
-        event = _progress(hub, user)
+        event = progress(hub, user)
         if event.get("ready"):
             return "ready"
         message = event["message"]
@@ -251,7 +133,7 @@ def test_a_start_while_the_api_server_is_frozen_ends_in_words_and_the_next_one_w
     assert hub.api("POST", f"users/{user}").status_code == 201
     frozen = _when(control_plane, kube_namespace, "networkpolicy", f"jupyter-{user}",
                    lambda e: e["type"] == "ADDED", api_server.freeze)
-    answer = Background(lambda: _start(hub, user))
+    answer = Background(lambda: start(hub, user))
     frozen.value(60)
     time.sleep(FROZEN_SECONDS)
     api_server.thaw()
@@ -260,10 +142,10 @@ def test_a_start_while_the_api_server_is_frozen_ends_in_words_and_the_next_one_w
     print(f"the user was told: {told}")
     # Once the API server answers again, the failed start removed what it had made (its
     # cleanup waited for it), or the server runs with its pod.
-    server = _agreed(hub, control_plane, kube_namespace, user)
+    server = agreed(hub, control_plane, kube_namespace, user)
     assert bool(server) == (told == "ready"), (server, told)
-    _no_traceback(hub)
-    _works(hub, control_plane, kube_namespace, user)
+    no_traceback(hub)
+    works(hub, control_plane, kube_namespace, user)
 
 
 def test_a_start_while_the_api_server_restarts_ends_in_words_and_the_next_one_works(
@@ -272,7 +154,7 @@ def test_a_start_while_the_api_server_restarts_ends_in_words_and_the_next_one_wo
     assert hub.api("POST", f"users/{user}").status_code == 201
     stopped = _when(control_plane, kube_namespace, "networkpolicy", f"jupyter-{user}",
                     lambda e: e["type"] == "ADDED", api_server.stop)
-    answer = Background(lambda: _start(hub, user))
+    answer = Background(lambda: start(hub, user))
     stopped.value(60)
     api_server.start()
 
@@ -280,19 +162,19 @@ def test_a_start_while_the_api_server_restarts_ends_in_words_and_the_next_one_wo
     print(f"the user was told: {told}")
     # Answered at once, a failed start removes what it had made once the API server is back
     # (a pod too, when its create landed just before the API server went).
-    server = _agreed(hub, control_plane, kube_namespace, user)
+    server = agreed(hub, control_plane, kube_namespace, user)
     assert bool(server) == (told == "ready"), (server, told)
     # The next start waits for its pod on the pod cache, which followed the restart.
-    _works(hub, control_plane, kube_namespace, user)
-    _no_traceback(hub)
+    works(hub, control_plane, kube_namespace, user)
+    no_traceback(hub)
 
 
 def test_a_stop_while_the_api_server_is_frozen_ends_with_the_pod_gone(
         example_hub, api_server, control_plane, kube_namespace):
     hub, user = example_hub, "cy"
     assert hub.api("POST", f"users/{user}").status_code == 201
-    assert _start(hub, user).status_code in (201, 202)
-    assert _agreed(hub, control_plane, kube_namespace, user)
+    assert start(hub, user).status_code in (201, 202)
+    assert agreed(hub, control_plane, kube_namespace, user)
     frozen = _when(control_plane, kube_namespace, "pod", f"jupyter-{user}",
                    lambda e: e["object"].metadata.deletion_timestamp is not None, api_server.freeze)
     answer = Background(lambda: hub.api("DELETE", f"users/{user}/server"))
@@ -303,9 +185,9 @@ def test_a_stop_while_the_api_server_is_frozen_ends_with_the_pod_gone(
     api_server.thaw()
 
     assert answer.value().status_code in (202, 204)
-    assert _agreed(hub, control_plane, kube_namespace, user) is None
-    _no_traceback(hub)
-    _works(hub, control_plane, kube_namespace, user)
+    assert agreed(hub, control_plane, kube_namespace, user) is None
+    no_traceback(hub)
+    works(hub, control_plane, kube_namespace, user)
 
 
 def test_a_stop_meeting_a_restarting_api_server_waits_for_it_and_removes_the_pod(
@@ -315,8 +197,8 @@ def test_a_stop_meeting_a_restarting_api_server_waits_for_it_and_removes_the_pod
     deletion would be, some of the time)."""
     hub, user = example_hub, "dee"
     assert hub.api("POST", f"users/{user}").status_code == 201
-    assert _start(hub, user).status_code in (201, 202)
-    assert _agreed(hub, control_plane, kube_namespace, user)
+    assert start(hub, user).status_code in (201, 202)
+    assert agreed(hub, control_plane, kube_namespace, user)
     before = len(hub.log_path.read_text(errors="replace"))
     api_server.stop()
     answer = Background(lambda: hub.api("DELETE", f"users/{user}/server"))
@@ -329,9 +211,9 @@ def test_a_stop_meeting_a_restarting_api_server_waits_for_it_and_removes_the_pod
     api_server.start()
 
     assert answer.value().status_code in (202, 204)
-    assert _agreed(hub, control_plane, kube_namespace, user) is None
+    assert agreed(hub, control_plane, kube_namespace, user) is None
     logged = hub.log_path.read_text(errors="replace")[before:]
     assert logged.count("not deleted yet: the cluster's API is not reachable") == 1, logged
     assert "deleted once the cluster's API answered" in logged, logged
-    _no_traceback(hub)
-    _works(hub, control_plane, kube_namespace, user)
+    no_traceback(hub)
+    works(hub, control_plane, kube_namespace, user)
