@@ -633,15 +633,14 @@ class TychoSpawner(KubeSpawner):
         """Remove a failed start's objects; never raises (logs, or hands the removal to later)."""
         try:
             await self._remove_objects(grace_seconds=0)
-        except UNREACHABLE_ERRORS as cleanup_err:
-            self._remove_later(cleanup_err)
-        except SpawnException as cleanup_err:
-            if cleanup_err.reason != BUSY_REASON:
+        except Exception as cleanup_err:
+            away = _api_away(cleanup_err)
+            if away is not None:
+                self._remove_later(away)
+            elif isinstance(cleanup_err, SpawnException):
                 self.log.error("%s: cleanup after a failed start failed: %s", self._log_name, cleanup_err.log_message)
             else:
-                self._remove_later(cleanup_err.detail)
-        except Exception:
-            self.log.exception("%s: cleanup after a failed start failed", self._log_name)
+                self.log.exception("%s: cleanup after a failed start failed", self._log_name)
 
     def _start_failure(self, err: BaseException) -> BaseException:
         """What a failed start tells the user: Kubernetes' refusal in words, not a traceback."""
@@ -997,12 +996,11 @@ class TychoSpawner(KubeSpawner):
             # The start's own cleanup has run; its user waits for this to be told why it failed.
             try:
                 await asyncio.wait_for(self._remove_objects(grace_seconds=grace), max(self.start_timeout, grace + 30))
-            except UNREACHABLE_ERRORS as err:
-                self._remove_later(err)
-            except SpawnException as err:
-                if err.reason != BUSY_REASON:
+            except (SpawnException, *UNREACHABLE_ERRORS) as err:
+                away = _api_away(err)
+                if away is None:
                     raise
-                self._remove_later(err.detail)
+                self._remove_later(away)
             except (asyncio.TimeoutError, TimeoutError) as err:
                 self.log.error("%s: pod %s not deleted in time (%s); this server's next start replaces it, "
                                "tycho gc removes it otherwise", self._log_name, self._pod_key, err)
@@ -1012,12 +1010,12 @@ class TychoSpawner(KubeSpawner):
         # until it answers, for as long as a start may take (the server shows "pending stop").
         await self._remove_when_reachable(grace)
 
-    def _remove_later(self, err: object) -> None:
+    def _remove_later(self, err: str) -> None:
         """A failed start's cleanup met an absent API server: the user is answered now, and its
         objects (a pod whose create the API server took just before it went away, a
         NetworkPolicy, a token Secret) are removed once it answers again, not left running."""
-        self.log.warning("%s: the failed start's objects are not removed yet: the cluster's API is not reachable "
-                         "or did not answer (%s); removing them once it answers", self._log_name, err)
+        self.log.warning("%s: the failed start's objects are not removed yet: %s; removing them once the "
+                         "cluster's API answers", self._log_name, err)
         key, removals = self._pod_key, self._removals_later
         removal = removals[key] = asyncio.ensure_future(self._remove_when_reachable(0, error=err))
         removal.add_done_callback(lambda done: removals.pop(key) if removals.get(key) is done else None)
@@ -1029,7 +1027,7 @@ class TychoSpawner(KubeSpawner):
             removal.cancel()
             await asyncio.wait([removal])  # its requests are done before this start's begin
 
-    async def _remove_when_reachable(self, grace: int, error: object = None) -> None:
+    async def _remove_when_reachable(self, grace: int, error: Optional[str] = None) -> None:
         """Remove the server's objects, trying again (0.5-5 s apart, one warning) while the
         cluster's API is not reachable, does not answer or answers "not now" (429, 503, 504),
         for as long as a start may take."""
@@ -1040,22 +1038,16 @@ class TychoSpawner(KubeSpawner):
                 # Bounded: a hung API server (no answer, no refusal) would hold this for good.
                 await asyncio.wait_for(self._remove_objects(grace_seconds=grace), deadline - time.monotonic())
                 break
-            except UNREACHABLE_ERRORS as err:
-                if not warned:
-                    self.log.warning("%s: pod %s not deleted yet: the cluster's API is not reachable (%s); "
-                                     "trying again for up to %s s", self._log_name, self._pod_key, err, limit)
-                    warned = True
-                error = err
             except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
                 error = str(err) or "the cluster's API did not answer"
-            except SpawnException as err:
-                if err.reason != BUSY_REASON:  # a refusal (403...): trying again changes nothing
+            except (SpawnException, *UNREACHABLE_ERRORS) as err:
+                error = _api_away(err)
+                if error is None:  # a refusal (403...): trying again changes nothing
                     raise
                 if not warned:
                     self.log.warning("%s: pod %s not deleted yet: %s; trying again for up to %s s",
-                                     self._log_name, self._pod_key, err.detail, limit)
+                                     self._log_name, self._pod_key, error, limit)
                     warned = True
-                error = err.detail
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.log.error("%s: pod %s not deleted within %s s (%s); this server's next start replaces "
@@ -1283,6 +1275,17 @@ BUSY_STATUSES = frozenset({429, 503, 504})
 #: What the API server not being reachable at all raises (refused, reset, closed), rather than
 #: an answer: aiohttp's connection errors are no ApiException.
 UNREACHABLE_ERRORS = (ClientConnectionError, ConnectionError)
+
+
+def _api_away(err: BaseException) -> Optional[str]:
+    """Why the cluster's API is away for now (not reachable, or it answered "not now"), in
+    words for the log; None for anything else. Removals try again on it; other errors are a
+    refusal that trying again would not change."""
+    if isinstance(err, UNREACHABLE_ERRORS):
+        return f"the cluster's API is not reachable ({err})"
+    if isinstance(err, SpawnException) and err.reason == BUSY_REASON:
+        return err.detail
+    return None
 
 
 def _busy(detail: str) -> SpawnException:
