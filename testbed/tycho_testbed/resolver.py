@@ -5,8 +5,11 @@ it from, so the resolver is a real DNS server (dnsmasq, from the ``dnsmasq-base`
 the node side of the pods' bridge (``10.213.0.1:53``, UDP and TCP), where every pod can reach
 it and its NetworkPolicies always let it through (the node is always allowed). It reads its
 records from a directory of hosts files, one per node agent, each rewritten by its agent as
-Services and Endpoints change (dnsmasq reloads a changed file at once, through inotify). It
-forwards nothing: a name outside the records, in the cluster's zone or not, is answered
+Services and Endpoints change; the agent then sends dnsmasq SIGHUP, and dnsmasq reads every
+file again. Not ``--hostsdir``'s inotify: dnsmasq drops a record a second file repeats, and when
+the file it kept the record from is read again without it (one agent's watch ahead of another's,
+a departed agent's file removed), the name is gone although the other file still has it, until
+that file changes too. It forwards nothing: a name outside the records, in the cluster's zone or not, is answered
 NXDOMAIN by dnsmasq itself (``--local=/#/``, no upstream servers), so no query leaves the host.
 
 Several node agents run on one host (``cluster up --nodes N``, several test sessions): the
@@ -90,6 +93,8 @@ class Resolver:
             self._remove_departed()
             if not self._others():
                 self._stop()
+            else:
+                self._reload()
 
     def _host_lock(self):
         return _Flock(self.run_dir / "host.lock")
@@ -105,32 +110,46 @@ class Resolver:
 
     def _remove_departed(self) -> None:
         """Records of agents that died without leaving (kill -9, a lost test session)."""
-        for path in self.hosts_dir.glob("*.hosts"):
+        removed = False
+        for path in self.hosts_dir.iterdir():
+            if not path.name.endswith(".hosts"):
+                path.unlink(missing_ok=True)  # not a record file (an earlier version's temporary)
+                continue
             ident = path.name[:-len(".hosts")]
             lock = self.agents_dir / f"{ident}.lock"
             if ident != self.ident and not (lock.exists() and _held(lock)):
                 path.unlink(missing_ok=True)
                 lock.unlink(missing_ok=True)
+                removed = True
                 log.info("removed the DNS records of node agent %s, which is gone", ident)
+        if removed:
+            self._reload()
 
     # -- records
 
     def publish(self, records: Iterable[tuple[str, str]]) -> None:
-        """Replace this agent's records (address, name); dnsmasq reads the file again at once."""
+        """Replace this agent's records (address, name); dnsmasq reads them at once."""
         text = hosts_text(records, self.header)
         if text == self._published:
             return
-        tmp = self.hosts_dir / f".{self.ident}.tmp"  # dnsmasq ignores dot files
+        tmp = self.run_dir / f".{self.ident}.tmp"  # beside the directory dnsmasq reads whole
         tmp.write_text(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.hosts_file)
         self._published = text
+        self._reload()
+
+    def _reload(self) -> None:
+        """Make dnsmasq read every agent's records again (see the module's docstring)."""
+        pid = self.running_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
 
     # -- dnsmasq
 
     def argv(self) -> list[str]:
         return ["dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
-                f"--hostsdir={self.hosts_dir}",
+                f"--addn-hosts={self.hosts_dir}",
                 # Only the bridge address. gVisor answers TCP only with bound sockets: no
                 # --bind-dynamic; the bridge exists before the first agent joins.
                 f"--listen-address={self.address}", "--bind-interfaces", "--port=53",

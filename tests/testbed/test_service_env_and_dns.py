@@ -319,3 +319,49 @@ def test_the_resolver_answers_only_the_cluster_and_forwards_nothing(core, kube_n
         assert got[f"{names[1]} {proto}"] == ("NXDOMAIN", 0)
         assert got[f"example.com {proto}"] == ("NXDOMAIN", 0)
         assert got[f"localhost {proto}"] == ("NXDOMAIN", 0)
+
+
+def _ask_here(*names) -> dict:
+    """RAW_QUERY from this machine (the node): {"<name> udp"|"<name> tcp": (rcode, answers)}."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", RAW_QUERY, GATEWAY, *names], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    return {k: tuple(v) for k, v in json.loads(done.stdout).items()}
+
+
+def test_a_name_two_agents_publish_stays_while_one_of_them_still_has_it(node_agent, tmp_path):
+    """Every node agent writes the whole zone; their watches see changes at different moments.
+    A name one agent has dropped and another still has (a Service being deleted, seen by one
+    watch first; a departed agent's file removed) must keep resolving from the other: dnsmasq
+    keeps one copy of a record two files repeat, and must not lose it with the file it kept it
+    from."""
+    from tycho_testbed.resolver import Resolver
+
+    name = f"shared-{tmp_path.name[-12:].lower().replace('_', '-')}.probe.svc.cluster.local"
+    first, second = (Resolver(GATEWAY, f"dns-probe-{n}", tmp_path / n) for n in ("a", "b"))
+    first.join()
+    second.join()
+    try:
+        resolves, gone = {f"{name} udp": ("NOERROR", 1), f"{name} tcp": ("NOERROR", 1)}, \
+            {f"{name} udp": ("NXDOMAIN", 0), f"{name} tcp": ("NXDOMAIN", 0)}
+        first.publish([("10.213.254.7", name)])
+        second.publish([("10.213.254.7", name)])
+        deadline = time.monotonic() + 10
+        while _ask_here(name) != resolves:
+            assert time.monotonic() < deadline, _ask_here(name)
+            time.sleep(0.1)
+        first.publish([])  # the agent dnsmasq read the record from first drops it
+        for _ in range(10):  # and it stays: the other agent has it
+            time.sleep(0.1)
+            assert _ask_here(name) == resolves
+        second.leave()
+        deadline = time.monotonic() + 10
+        while _ask_here(name) != gone:
+            assert time.monotonic() < deadline, _ask_here(name)
+            time.sleep(0.1)
+    finally:
+        second.leave()
+        first.leave()
