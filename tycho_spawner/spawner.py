@@ -1038,9 +1038,7 @@ class TychoSpawner(KubeSpawner):
                 # Bounded: a hung API server (no answer, no refusal) would hold this for good.
                 await asyncio.wait_for(self._remove_objects(grace_seconds=grace), deadline - time.monotonic())
                 break
-            except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
-                error = str(err) or "the cluster's API did not answer"
-            except (SpawnException, *UNREACHABLE_ERRORS) as err:
+            except (SpawnException, *UNREACHABLE_ERRORS) as err:  # first: aiohttp's timeouts are both
                 error = _api_away(err)
                 if error is None:  # a refusal (403...): trying again changes nothing
                     raise
@@ -1048,6 +1046,8 @@ class TychoSpawner(KubeSpawner):
                     self.log.warning("%s: pod %s not deleted yet: %s; trying again for up to %s s",
                                      self._log_name, self._pod_key, error, limit)
                     warned = True
+            except (asyncio.TimeoutError, TimeoutError) as err:  # this limit, or _remove_objects' own
+                error = str(err) or "the cluster's API did not answer"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.log.error("%s: pod %s not deleted within %s s (%s); this server's next start replaces "
