@@ -61,6 +61,16 @@ def progress(hub: ExampleHub, user: str) -> dict:
     raise AssertionError("the progress stream ended without an outcome")
 
 
+def told(hub: ExampleHub, user: str, answer: requests.Response) -> str:
+    """What the user was told of a start: 'ready', or the message it failed with, in the answer
+    to the start or, once it took longer than JupyterHub waits (202), at the end of the spawn
+    page's progress."""
+    if answer.status_code in (201, 202):
+        event = progress(hub, user)
+        return "ready" if event.get("ready") else event["message"]
+    return answer.json()["message"]
+
+
 def objects(plane, namespace: str) -> tuple[list, list, list]:
     """Server pods not being deleted, NetworkPolicies, and servers' Secrets in the namespace."""
     api = plane.api_client()

@@ -28,7 +28,7 @@ from kubernetes import client
 
 from tests.admissionwebhook import RefusingWebhook
 
-from .hubchecks import Background, agreed, no_traceback, objects, progress, start, works
+from .hubchecks import Background, agreed, no_traceback, objects, start, told, works
 
 pytestmark = pytest.mark.cluster
 
@@ -46,15 +46,6 @@ def _probe_pod() -> dict:
             "spec": {"containers": [{"name": "probe", "image": "probe"}]}}
 
 
-def _told(hub, user: str, answer) -> tuple[int, str]:
-    """The HTTP status and message a start was answered with: at once, or, when it took
-    longer than JupyterHub waits (202), at the end of the spawn page's progress."""
-    if answer.status_code in (201, 202):
-        event = progress(hub, user)
-        return answer.status_code, "ready" if event.get("ready") else event["message"]
-    return answer.status_code, answer.json()["message"]
-
-
 @pytest.mark.parametrize("code", [429, 504])
 def test_a_start_the_api_server_answers_not_now_is_a_503_in_words_leaves_nothing_then_works(
         example_hub, control_plane, kube_namespace, code):
@@ -68,7 +59,8 @@ def test_a_start_the_api_server_answers_not_now_is_a_503_in_words_leaves_nothing
     try:
         webhook.install(probe)
         before = len(hub.log_path.read_text(errors="replace"))
-        status, message = _told(hub, user, start(hub, user))
+        answer = start(hub, user)
+        status, message = answer.status_code, told(hub, user, answer)
         assert webhook.refused("CREATE", f"jupyter-{user}") >= 1, webhook.reviews
         if status == 202:  # the start took longer than JupyterHub waits: told on the progress page
             assert message.endswith(BUSY), (status, message)

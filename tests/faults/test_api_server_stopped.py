@@ -30,7 +30,7 @@ import requests
 from kubernetes import client, watch
 
 from .examplehub import ExampleHub
-from .hubchecks import SENTENCES, Background, agreed, no_traceback, progress, start, works
+from .hubchecks import SENTENCES, Background, agreed, no_traceback, start, told, works
 
 pytestmark = pytest.mark.cluster
 
@@ -115,13 +115,9 @@ def _when(plane, namespace: str, kind: str, name: str, happened, fault) -> Backg
 def _outcome_in_words(hub: ExampleHub, user: str, answer: requests.Response) -> str:
     """What the user was told: 'ready', or the sentence the start failed with (in the answer
     to the start, or at the end of the spawn page's progress once it took longer)."""
-    if answer.status_code in (201, 202):
-        event = progress(hub, user)
-        if event.get("ready"):
-            return "ready"
-        message = event["message"]
-    else:
-        message = answer.json()["message"]
+    message = told(hub, user, answer)
+    if message == "ready":
+        return "ready"
     found = SENTENCES.search(message)
     assert found, message
     return found.group(0)
