@@ -9,8 +9,8 @@ Services and Endpoints change; the agent then sends dnsmasq SIGHUP, and dnsmasq 
 file again. Not ``--hostsdir``'s inotify: dnsmasq drops a record a second file repeats, and when
 the file it kept the record from is read again without it (one agent's watch ahead of another's,
 a departed agent's file removed), the name is gone although the other file still has it, until
-that file changes too. It forwards nothing: a name outside the records, in the cluster's zone or not, is answered
-NXDOMAIN by dnsmasq itself (``--local=/#/``, no upstream servers), so no query leaves the host.
+that file changes too. It forwards nothing: a name outside the records, in the cluster's zone
+or not, is answered NXDOMAIN by dnsmasq itself (``--local=/#/``, no upstream servers), so no query leaves the host.
 
 Several node agents run on one host (``cluster up --nodes N``, several test sessions): the
 first to come starts dnsmasq, the last to go stops it. Each agent holds a lock on its own file
@@ -76,7 +76,8 @@ class Resolver:
                 os.close(fd)
                 raise ResolverError(f"another node agent with this node name and state dir is running ({self.ident})")
             self._member = fd
-            self._remove_departed()
+            if self._remove_departed():
+                self._reload()
             if not self.hosts_file.exists():
                 self.publish([])
             self._ensure_running()
@@ -108,8 +109,9 @@ class Resolver:
                 alive.append(ident)
         return alive
 
-    def _remove_departed(self) -> None:
-        """Records of agents that died without leaving (kill -9, a lost test session)."""
+    def _remove_departed(self) -> bool:
+        """Remove the records of agents that died without leaving (kill -9, a lost test
+        session); whether there were any (dnsmasq is then to read the records again)."""
         removed = False
         for path in self.hosts_dir.iterdir():
             if not path.name.endswith(".hosts"):
@@ -122,8 +124,7 @@ class Resolver:
                 lock.unlink(missing_ok=True)
                 removed = True
                 log.info("removed the DNS records of node agent %s, which is gone", ident)
-        if removed:
-            self._reload()
+        return removed
 
     # -- records
 

@@ -9,6 +9,8 @@ processes print.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -323,9 +325,6 @@ def test_the_resolver_answers_only_the_cluster_and_forwards_nothing(core, kube_n
 
 def _ask_here(*names) -> dict:
     """RAW_QUERY from this machine (the node): {"<name> udp"|"<name> tcp": (rcode, answers)}."""
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", RAW_QUERY, GATEWAY, *names], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 0, done.stderr
@@ -342,26 +341,27 @@ def test_a_name_two_agents_publish_stays_while_one_of_them_still_has_it(node_age
 
     name = f"shared-{tmp_path.name[-12:].lower().replace('_', '-')}.probe.svc.cluster.local"
     first, second = (Resolver(GATEWAY, f"dns-probe-{n}", tmp_path / n) for n in ("a", "b"))
+    resolves = {f"{name} udp": ("NOERROR", 1), f"{name} tcp": ("NOERROR", 1)}
+    gone = {f"{name} udp": ("NXDOMAIN", 0), f"{name} tcp": ("NXDOMAIN", 0)}
+
+    def until(expected):
+        deadline = time.monotonic() + 10
+        while (got := _ask_here(name)) != expected:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.1)
+
     first.join()
     second.join()
     try:
-        resolves, gone = {f"{name} udp": ("NOERROR", 1), f"{name} tcp": ("NOERROR", 1)}, \
-            {f"{name} udp": ("NXDOMAIN", 0), f"{name} tcp": ("NXDOMAIN", 0)}
         first.publish([("10.213.254.7", name)])
         second.publish([("10.213.254.7", name)])
-        deadline = time.monotonic() + 10
-        while _ask_here(name) != resolves:
-            assert time.monotonic() < deadline, _ask_here(name)
-            time.sleep(0.1)
+        until(resolves)
         first.publish([])  # the agent dnsmasq read the record from first drops it
         for _ in range(10):  # and it stays: the other agent has it
             time.sleep(0.1)
             assert _ask_here(name) == resolves
         second.leave()
-        deadline = time.monotonic() + 10
-        while _ask_here(name) != gone:
-            assert time.monotonic() < deadline, _ask_here(name)
-            time.sleep(0.1)
+        until(gone)
     finally:
         second.leave()
         first.leave()
